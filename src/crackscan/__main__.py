@@ -1,0 +1,3 @@
+from crackscan.cli import main
+
+main()

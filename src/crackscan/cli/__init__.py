@@ -1,0 +1,38 @@
+"""The ``crackscan`` command line: thin wrappers that parse, call the library and print."""
+
+from __future__ import annotations
+
+import typer
+
+from crackscan import __version__
+from crackscan.cli import data as data_cli
+from crackscan.cli._pending import register_pending
+
+app = typer.Typer(
+    name="crackscan",
+    help="Find, outline and measure cracks and scratches in photos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+register_pending(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crackscan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Find, outline and measure cracks and scratches in photos."""
+
+
+def main() -> None:
+    app()
