@@ -302,13 +302,15 @@ def classify_mask_values(values: np.ndarray, *, lossy: bool = False) -> tuple[np
             return labels, MaskKind.EMPTY
         exact = set(uniq.tolist()) <= {0, 255}
         return labels, MaskKind.BINARY if exact else MaskKind.NOISY_BINARY
-    if len(uniq) <= 1:
-        labels = (values > 0).astype(np.uint8)
-        return labels, MaskKind.BINARY if labels.any() else MaskKind.EMPTY
-    if set(uniq.tolist()) <= {0, 1} or (len(uniq) == 2 and uniq[0] == 0):
-        # {0,1}, {0,255}, {0,k}: two levels, background is 0.
+    levels = set(uniq.tolist())
+    if levels == {0}:
+        return np.zeros(values.shape, np.uint8), MaskKind.EMPTY
+    if levels <= {0, 1} or (levels - {0} and len(levels - {0}) == 1 and max(levels) >= 64):
+        # {0,1}, {0,255}, 1-bit, {0,128}: two levels, background is 0.
         return (values > 0).astype(np.uint8), MaskKind.BINARY
-    if uniq.max() < 64 and len(uniq) <= 32:
+    if max(levels) < 64 and len(levels) <= 32:
+        # Small integers are class indices, even when only one class shows in this file
+        # ({0,3}: background and class 3 of a car_scratch-style mask).
         return values.astype(np.uint8), MaskKind.MULTICLASS
     # Many grey levels spread over 0..255: compression noise around a binary mask.
     return (values > 127).astype(np.uint8), MaskKind.NOISY_BINARY

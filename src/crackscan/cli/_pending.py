@@ -26,20 +26,16 @@ _err = Console(stderr=True)
 
 def _make_pending(name: str, what: str, issue: str):  # type: ignore[no-untyped-def]
     def pending(ctx: typer.Context) -> None:
-        _err.print(
-            f"[yellow]crackscan {name}[/]: not built yet ({what}; planned in issue {issue})."
-        )
+        _err.print(f"[yellow]crackscan {name}[/]: not built yet ({what}; planned in issue {issue}).")
         raise typer.Exit(code=2)
 
-    pending.__doc__ = f"[not built yet] {what.capitalize()}."
+    pending.__doc__ = f"(not built yet) {what[0].upper()}{what[1:]}."
     return pending
 
 
 def register_pending(app: typer.Typer) -> None:
     """Add a placeholder command for every group that is still pending."""
-    registered = {c.name for c in app.registered_commands} | {
-        g.name for g in app.registered_groups
-    }
+    registered = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
     for name, (what, issue) in PENDING.items():
         if name in registered:
             continue

@@ -117,7 +117,7 @@ def fix(
     mask_dir: str | None = MaskDir,
     max_pixels: int = MaxPixels,
 ) -> None:
-    """Write a normalised copy: RGB images with orientation applied, 0/255 PNG masks, broken files left out."""
+    """Write a normalised copy: oriented RGB images, 0/255 PNG masks, broken files left out."""
     from crackscan.data.fix import FixError, fix_dataset
 
     try:
@@ -165,7 +165,7 @@ def split(
 
 @app.command("import")
 def import_annotations_cmd(
-    annotations: Path = typer.Argument(..., help="Annotation file (VIA/COCO JSON, LabelMe JSON or folder, CVAT XML)."),
+    annotations: Path = typer.Argument(..., help="VIA/COCO JSON, LabelMe JSON or folder, CVAT XML."),
     images: Path = typer.Option(..., "--images", help="Folder with the annotated images."),
     dst: Path = typer.Option(..., "--out", help="Output folder (images/ + masks/ + classes.json)."),
     fmt: str = typer.Option(..., "--from", help="via | coco | labelme | cvat"),

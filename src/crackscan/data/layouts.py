@@ -175,9 +175,7 @@ def _index_pairs(root: Path, images_dir: Path, masks_dir: Path) -> DatasetIndex:
 
 def _index_class_folders(root: Path) -> DatasetIndex:
     split_dirs = _split_folders(root)
-    groups: list[tuple[str | None, Path]] = (
-        sorted(split_dirs.items()) if split_dirs else [(None, root)]
-    )
+    groups: list[tuple[str | None, Path]] = sorted(split_dirs.items()) if split_dirs else [(None, root)]
     samples: list[Sample] = []
     classes: set[str] = set()
     empty: list[Path] = []
