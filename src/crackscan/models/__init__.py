@@ -1,0 +1,1 @@
+"""Model builders found by name (timm / smp and crackscan's own), and pretrained weights."""

@@ -1,0 +1,1 @@
+"""Running models: the ONNX Runtime predictor, preprocessing, export (torch), tiling."""

@@ -1,0 +1,137 @@
+"""One predictor interface for every model file crackscan writes.
+
+A model file is an ONNX graph whose ``metadata_props`` carry the facts needed to use it
+(task, classes, which class is "crack", input size, normalisation, threshold, …), so
+``predict``, ``evaluate``, ``inspect`` and ``serve`` run it with ONNX Runtime and no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Task = Literal["classify", "segment"]
+METADATA_KEY = "crackscan"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+
+
+class ModelLoadError(ValueError):
+    """The file is not a usable crackscan model; the message says why."""
+
+
+@dataclass
+class ModelMetadata:
+    """What a model file says about itself (stored as JSON in the ONNX metadata)."""
+
+    task: Task
+    arch: str
+    class_names: list[str]
+    crack_class: int  # index of the class reported as "crack" (classification)
+    input_size: int  # px: square side the classifier expects / segmentation tile size
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    threshold: float = 0.5  # on the crack probability
+    crackscan_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # training data, metrics, command …
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        raw = json.loads(text)
+        raw["mean"] = tuple(raw["mean"])
+        raw["std"] = tuple(raw["std"])
+        known = {f for f in cls.__dataclass_fields__}
+        extra = raw.pop("extra", {}) or {}
+        extra.update({k: v for k, v in raw.items() if k not in known})
+        return cls(**{k: v for k, v in raw.items() if k in known}, extra=extra)
+
+
+def resolve_model_path(model: str | os.PathLike[str]) -> Path:
+    """A path to a model file, or the name of a bundled model (``crack-cls`` …)."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_DIR / f"{model}.onnx"
+    if isinstance(model, str) and "/" not in model and bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.onnx")) if BUNDLED_DIR.is_dir() else []
+    raise ModelLoadError(
+        f"{model}: no such model file or bundled model (bundled: {', '.join(names) or 'none yet'})"
+    )
+
+
+def _normalise(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """uint8 N×H×W×3 → float32 N×3×H×W, ``(x/255 - mean) / std`` in one pass."""
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    shift = (-mean / std).astype(np.float32)
+    out = batch.astype(np.float32) * scale + shift
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+class OnnxPredictor:
+    """ONNX Runtime on the CPU, tuned for throughput; safe to share between threads."""
+
+    def __init__(self, model: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = resolve_model_path(model)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ModelLoadError(
+                f"{self.path}: an ONNX file without crackscan metadata; export it with `crackscan export`"
+            )
+        try:
+            self.metadata = ModelMetadata.from_json(props[METADATA_KEY])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelLoadError(f"{self.path}: unreadable crackscan metadata ({exc})") from None
+        self._input = self.session.get_inputs()[0].name
+        self._mean = np.asarray(self.metadata.mean, dtype=np.float32)
+        self._std = np.asarray(self.metadata.std, dtype=np.float32)
+
+    @property
+    def task(self) -> Task:
+        return self.metadata.task
+
+    def logits(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """Raw outputs for an N×H×W×3 uint8 batch (already at the model's size)."""
+        x = _normalise(batch_uint8, self._mean, self._std)
+        return self.session.run(None, {self._input: x})[0]
+
+    def crack_probability(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """Classification: probability of the crack class per image, shape (N,)."""
+        logits = self.logits(batch_uint8).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs[:, self.metadata.crack_class].astype(np.float32)
+
+    def class_probabilities(self, batch_uint8: np.ndarray) -> np.ndarray:
+        logits = self.logits(batch_uint8).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def load_predictor(model: str | os.PathLike[str], *, threads: int | None = None) -> OnnxPredictor:
+    """Open a model file or bundled model name with ONNX Runtime."""
+    path = resolve_model_path(model)
+    if path.suffix.lower() != ".onnx":
+        raise ModelLoadError(
+            f"{path}: crackscan runs .onnx model files; the training run folder holds model.onnx "
+            "next to its checkpoints"
+        )
+    return OnnxPredictor(path, threads=threads)
