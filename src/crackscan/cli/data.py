@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crackscan.cli._progress import progress_bar
@@ -85,7 +86,9 @@ def _print_check(r: dict[str, Any]) -> None:
             return
         out.print(f"[{style}]{title} ({len(rows)})[/]")
         for row in rows[:20]:
-            out.print(f"  {row}")
+            # escape: notes like "[conflicting classes: …]" and paths with brackets are
+            # data, not rich markup (unescaped, rich swallows them as unknown tags)
+            out.print(f"  {escape(row)}")
         if len(rows) > 20:
             out.print(f"  … and {len(rows) - 20} more (see --json)")
 

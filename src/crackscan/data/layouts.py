@@ -51,10 +51,19 @@ class Sample:
     mask: Path | None = None
     label: str | None = None
     split: str | None = None  # the split given by the layout itself, if any
+    # The data set folder; kept out of equality so samples compare by their files.
+    root: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
         """A stable, root-relative identifier used by split files."""
+        # ``image`` is root-joined: without stripping the root, a split file made from
+        # ``../data/x`` would not match the same set opened as ``/abs/data/x``.
+        if self.root is not None:
+            try:
+                return self.image.relative_to(self.root).as_posix()
+            except ValueError:
+                pass
         return self.image.as_posix()
 
 
@@ -153,7 +162,7 @@ def _index_pairs(root: Path, images_dir: Path, masks_dir: Path) -> DatasetIndex:
             # Prefer a lossless mask when a stem has several (e.g. .png beside .jpg).
             mask = sorted(candidates, key=lambda p: (p.suffix.lower() in (".jpg", ".jpeg"), p.name))[0]
             used.add(mask)
-            samples.append(Sample(image=img, mask=mask, split=split))
+            samples.append(Sample(image=img, mask=mask, split=split, root=root))
         unmatched_masks += [m for m in masks if m not in used]
         if mask_folder is not None:
             ignored += [p for p in _children(mask_folder) if p.is_file() and not is_image_file(p)]
@@ -192,17 +201,18 @@ def _index_class_folders(root: Path) -> DatasetIndex:
                 empty.append(child)
                 continue
             classes.add(child.name)
-            samples += [Sample(image=f, label=child.name, split=split) for f in files]
+            samples += [Sample(image=f, label=child.name, split=split, root=root) for f in files]
             ignored += [p for p in _children(child) if not (p.is_file() and is_image_file(p))]
     if split_dirs:
         ignored += [p for p in _children(root) if p not in split_dirs.values()]
-    # Empty folders are real classes only if some split has images for that name.
-    empty_classes = [p for p in empty if p.name not in classes]
+    # Empty folders are real classes only if some split has images for that name; an
+    # empty folder no split fills is listed in ``empty_folders``, not counted as a class
+    # (else ``Positive/`` + an empty ``Negative/`` would look like a two-class set).
     return DatasetIndex(
         root=root,
         layout=LayoutKind.CLASS_FOLDERS,
         samples=samples,
-        classes=sorted(classes | {p.name for p in empty_classes}),
+        classes=sorted(classes),
         empty_folders=empty,
         ignored=ignored,
     )
