@@ -89,9 +89,7 @@ class MaskFacts:
         return bool(self.fraction)
 
 
-def inspect_image(
-    path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, decode: bool = True
-) -> ImageFacts:
+def inspect_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, decode: bool = True) -> ImageFacts:
     """Hash an image file and decode it fully; never raises for bad data.
 
     The bytes are read once and both hashed and decoded from memory. ``decode=False``
@@ -313,9 +311,7 @@ def check_dataset(
     def do_mask(p: Path) -> MaskFacts:
         return inspect_mask(p, max_pixels=max_pixels)
 
-    img_facts = {
-        f.path: f for f in map_files(do_image, image_paths, progress=progress, workers=workers, total=total)
-    }
+    img_facts = {f.path: f for f in map_files(do_image, image_paths, progress=progress, workers=workers, total=total)}
     mask_facts = {
         f.path: f
         for f in map_files(
@@ -451,14 +447,10 @@ def _judge(
     if report.unmatched_masks:
         problems.append(_plural(len(report.unmatched_masks), "mask") + " without an image")
     if report.size_mismatches:
-        problems.append(
-            _plural(len(report.size_mismatches), "image/mask size mismatch", "image/mask size mismatches")
-        )
+        problems.append(_plural(len(report.size_mismatches), "image/mask size mismatch", "image/mask size mismatches"))
     bad_dups = [d for d in report.duplicates if d["problem"]]
     if bad_dups:
-        problems.append(
-            _plural(len(bad_dups), "duplicate group") + " with conflicting labels or across splits"
-        )
+        problems.append(_plural(len(bad_dups), "duplicate group") + " with conflicting labels or across splits")
     if layout_name == UNLABELLED:
         problems.append(
             "no labels: images sit directly in the folder; expected class folders "
@@ -487,9 +479,7 @@ def _judge(
         else:
             warnings.append(f"empty folder {folder} ignored (no split has {name} images)")
     if len(report.image_sizes) > 1:
-        warnings.append(
-            f"mixed image sizes ({len(report.image_sizes)} different): training resizes or crops them"
-        )
+        warnings.append(f"mixed image sizes ({len(report.image_sizes)} different): training resizes or crops them")
     if pairs:
         empty = sum(1 for f in paired_masks if f.kind == MaskKind.EMPTY)
         if empty:

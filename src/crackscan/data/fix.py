@@ -166,14 +166,10 @@ def _process(job: _Job, max_pixels: int) -> _Done:
         return _Done(job, sha1=sha1)
     write_mask(job.mask_out, mask.labels, binary=mask.kind is not MaskKind.MULTICLASS)
     labels_sha1 = hashlib.sha1(np.ascontiguousarray(mask.labels).tobytes()).hexdigest()
-    return _Done(
-        job, sha1=sha1, labels_sha1=labels_sha1, mask_kind=str(mask.kind), mask_values=mask.source_values
-    )
+    return _Done(job, sha1=sha1, labels_sha1=labels_sha1, mask_kind=str(mask.kind), mask_values=mask.source_values)
 
 
-def _plan_jobs(
-    index: DatasetIndex, dst: Path, left_out: list[dict[str, str]]
-) -> tuple[list[_Job], str | None]:
+def _plan_jobs(index: DatasetIndex, dst: Path, left_out: list[dict[str, str]]) -> tuple[list[_Job], str | None]:
     """Decide every output path up front, so name clashes are found deterministically."""
     rel = index.relative
     out_mask_dir: str | None = None
@@ -238,8 +234,7 @@ def _resolve_duplicates(
             for m in members:
                 if m.job.sample.split != best:
                     drop[id(m)] = (
-                        f"exact duplicate of {', '.join(kept)} in split {best} "
-                        "(kept there only, to avoid leakage)"
+                        f"exact duplicate of {', '.join(kept)} in split {best} (kept there only, to avoid leakage)"
                     )
             if len(kept) > 1:
                 kept_groups.append(kept)
@@ -347,8 +342,6 @@ def fix_dataset(
         copied_as_is=copied,
         warnings=warnings,
     )
-    (dst / REPORT_NAME).write_text(
-        json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    (dst / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     log.info("fixed %s -> %s: %d written, %d left out", src, dst, report.n_written, len(report.left_out))
     return report
