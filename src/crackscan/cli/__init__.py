@@ -6,6 +6,7 @@ import typer
 
 from crackscan import __version__
 from crackscan.cli import data as data_cli
+from crackscan.cli import train as train_cli
 from crackscan.cli._pending import register_pending
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(train_cli.app, name="train")
 register_pending(app)
 
 

@@ -1,0 +1,453 @@
+"""Transfer-learned patch classifiers: data, Lightning module, schedule and run folder.
+
+The seeds' recipe: ImageNet backbone frozen for ``freeze_epochs`` while the new head
+learns, then the whole network fine-tuned at a tenth of the learning rate on a cosine
+schedule. The run folder ends with ``model.onnx`` (metadata inside, parity-checked), so
+everything downstream runs without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from crackscan.data.classes import canonical_class, crack_index, model_class_names
+from crackscan.data.layouts import LayoutKind, Sample, index_dataset
+from crackscan.data.split import make_split, read_split, select_split, write_split
+from crackscan.imageio import ImageReadError
+from crackscan.models.classifiers import (
+    FAST_DEFAULT,
+    classifier_head,
+    create_classifier,
+    load_pretrained,
+    normalisation_for,
+)
+from crackscan.runtime.export import export_onnx
+from crackscan.runtime.predictor import ModelMetadata
+from crackscan.runtime.preprocess import load_patch
+from crackscan.training.augment import classification_eval_transform, classification_train_transform
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDataError(ValueError):
+    """The data set cannot train a classifier; the message says what to fix."""
+
+
+@dataclass
+class ClassifyConfig:
+    data: str
+    out: str = "runs/classify"
+    split: str | None = None
+    arch: str = FAST_DEFAULT
+    img_size: int = 96
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 2e-3
+    freeze_epochs: int = 2
+    pretrained: bool = True
+    weights: str | None = None
+    resume: bool = False
+    seed: int = 0
+    patience: int = 5
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    label_smoothing: float = 0.05
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    limit_per_class: int | None = None  # for quick runs and tests
+    command: str = field(default_factory=lambda: " ".join(["crackscan", *sys.argv[1:]]))
+
+
+@dataclass
+class ClassifyResult:
+    run_dir: Path
+    model_file: Path
+    weights_message: str
+    metrics: dict[str, float]
+    class_names: list[str]
+    train_seconds: float
+
+
+# ----------------------------------------------------------------------------- data
+class PatchDataset(Dataset):
+    """Decoded uint8 patches held in memory (decoding once beats decoding every epoch)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any, mean: Any, std: Any) -> None:
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+        self.mean = np.asarray(mean, np.float32) * 255.0
+        self.std = np.asarray(std, np.float32) * 255.0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.transform(image=self.images[i])["image"]
+        x = (image.astype(np.float32) - self.mean) / self.std
+        return torch.from_numpy(x.transpose(2, 0, 1).copy()), int(self.labels[i])
+
+
+def _decode_all(samples: list[Sample], size: int) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
+    def one(s: Sample) -> np.ndarray | str:
+        try:
+            return load_patch(s.image, size)
+        except ImageReadError as exc:
+            return exc.reason
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        decoded = list(pool.map(one, samples))
+    kept = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+    problems = [{"path": str(samples[i].image), "reason": d} for i, d in enumerate(decoded) if isinstance(d, str)]
+    if not kept:
+        return np.zeros((0, size, size, 3), np.uint8), [], problems
+    return np.stack([decoded[i] for i in kept]), kept, problems  # type: ignore[misc]
+
+
+def _resolve_splits(cfg: ClassifyConfig, run_dir: Path) -> tuple[dict[str, list[Sample]], list[str], dict[str, Any]]:
+    index = index_dataset(cfg.data)
+    if index.layout is not LayoutKind.CLASS_FOLDERS:
+        raise TrainingDataError(f"{cfg.data}: classification needs class folders (ROOT/<class>/*.jpg)")
+    counts = index.class_counts
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise TrainingDataError(f"{cfg.data}: class folder(s) with no images: {', '.join(empty)}")
+    if len(counts) < 2:
+        raise TrainingDataError(
+            f"{cfg.data}: found only {len(counts)} class ({', '.join(counts) or 'none'}); "
+            "a classifier needs at least two class folders"
+        )
+    if cfg.split:
+        plan = read_split(cfg.split)
+        source = f"split file {cfg.split}"
+    else:
+        plan = make_split(cfg.data, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
+        source = "kept the layout's split" if plan.kept_official else f"new stratified split, seed {cfg.seed}"
+    write_split(plan, run_dir / "split.json")
+    splits = {name: select_split(index, plan, name) for name in ("train", "val", "test") if plan.splits.get(name)}
+    if not splits.get("train") or not splits.get("val"):
+        raise TrainingDataError("the split has no training or no validation images; check --split / fractions")
+    if cfg.limit_per_class:
+        for name, samples in splits.items():
+            per: dict[str | None, int] = {}
+            kept = []
+            for s in samples:
+                per[s.label] = per.get(s.label, 0) + 1
+                if per[s.label] <= cfg.limit_per_class:
+                    kept.append(s)
+            splits[name] = kept
+    class_names = model_class_names(list(counts))
+    summary = {
+        "root": str(Path(cfg.data).resolve()),
+        "split": source,
+        "classes": {canonical_class(k): v for k, v in counts.items()},
+        "folders": {k: canonical_class(k) for k in counts},
+        "counts": {k: len(v) for k, v in splits.items()},
+    }
+    return splits, class_names, summary
+
+
+# ----------------------------------------------------------------------------- model
+class ClassifierModule(L.LightningModule):
+    def __init__(self, model: nn.Module, *, lr: float, epochs: int, freeze_epochs: int, label_smoothing: float) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.epochs = epochs
+        self.freeze_epochs = freeze_epochs
+        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.head_params = {id(p) for p in classifier_head(model).parameters()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=not on_step, sync_dist=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        head = [p for p in self.model.parameters() if id(p) in self.head_params]
+        backbone = [p for p in self.model.parameters() if id(p) not in self.head_params]
+        optimizer = torch.optim.AdamW(
+            [{"params": backbone, "name": "backbone"}, {"params": head, "name": "head"}],
+            lr=self.lr,
+            weight_decay=1e-4,
+        )
+        frozen, total = self.freeze_epochs, max(self.epochs, self.freeze_epochs + 1)
+
+        def factor(epoch: int) -> float:
+            if epoch < frozen:
+                return 1.0  # only the head trains: full learning rate
+            progress = (epoch - frozen) / max(1, total - frozen)
+            return 0.1 * 0.5 * (1.0 + math.cos(math.pi * progress))  # fine-tune: lr/10, cosine
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class FreezeBackbone(Callback):
+    """Keep the backbone (weights and BatchNorm statistics) fixed for the first epochs."""
+
+    def __init__(self, freeze_epochs: int) -> None:
+        self.freeze_epochs = freeze_epochs
+
+    def _set(self, module: ClassifierModule, frozen: bool) -> None:
+        for p in module.model.parameters():
+            if id(p) not in module.head_params:
+                p.requires_grad_(not frozen)
+        for m in module.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                id(p) in module.head_params for p in m.parameters()
+            ):
+                m.train(not frozen)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert isinstance(pl_module, ClassifierModule)
+        self._set(pl_module, trainer.current_epoch < self.freeze_epochs)
+
+
+# ----------------------------------------------------------------------------- run
+def _plot_curves(metrics_csv: Path, out_png: Path) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(metrics_csv.open()))
+    epochs: dict[int, dict[str, float]] = {}
+    for row in rows:
+        if row.get("epoch", "") == "":
+            continue
+        entry = epochs.setdefault(int(float(row["epoch"])), {})
+        for k, v in row.items():
+            if v not in ("", None) and k not in ("epoch", "step"):
+                entry[k] = float(v)
+    xs = sorted(epochs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+        for stage in ("train", "val"):
+            key = f"{stage}_{metric}"
+            pts = [(x, epochs[x][key]) for x in xs if key in epochs[x]]
+            if pts:
+                ax.plot([p[0] + 1 for p in pts], [p[1] for p in pts], marker="o", label=stage)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("training curves")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def _loggers(run_dir: Path) -> list[Any]:
+    loggers: list[Any] = [
+        CSVLogger(save_dir=str(run_dir), name="logs", version=""),
+        TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
+    ]
+    try:  # optional trackers, used when the user has them installed
+        import mlflow  # noqa: F401
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        loggers.append(MLFlowLogger(experiment_name="crackscan", tracking_uri=f"file:{run_dir / 'mlruns'}"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
+    """Train, test and export a classifier; everything lands in ``cfg.out``."""
+    run_dir = Path(cfg.out)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
+        raise TrainingDataError(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
+    if cfg.resume and not last.is_file():
+        raise TrainingDataError(f"--resume: no checkpoint at {last}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    splits, class_names, data_summary = _resolve_splits(cfg, run_dir)
+    folder_to_index = {folder: class_names.index(canon) for folder, canon in data_summary["folders"].items()}
+    norm = normalisation_for(cfg.arch)
+
+    def arrays(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+        samples = splits.get(name, [])
+        images, kept, problems = _decode_all(samples, size)
+        for p in problems:
+            log.warning("skipped unreadable %s: %s", p["path"], p["reason"])
+        data_summary.setdefault("skipped", []).extend(problems)
+        labels = np.array([folder_to_index[samples[i].label] for i in kept], dtype=np.int64)  # type: ignore[index]
+        return images, labels
+
+    cache = round(cfg.img_size * 1.15)
+    train_x, train_y = arrays("train", cache)
+    val_x, val_y = arrays("val", cfg.img_size)
+    test_x, test_y = arrays("test", cfg.img_size) if splits.get("test") else (None, None)
+    if len(np.unique(train_y)) < 2:
+        raise TrainingDataError("the training split holds fewer than two classes after skipping unreadable files")
+
+    model = create_classifier(cfg.arch, len(class_names))
+    weights_message = load_pretrained(model, cfg.arch, weights=cfg.weights, pretrained=cfg.pretrained)
+    log.info("weights: %s", weights_message)
+
+    train_ds = PatchDataset(train_x, train_y, classification_train_transform(cfg.img_size), norm.mean, norm.std)
+    val_ds = PatchDataset(val_x, val_y, classification_eval_transform(cfg.img_size), norm.mean, norm.std)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(train_ds) > cfg.batch_size,
+        generator=generator,
+        num_workers=0,
+    )
+    val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=0)
+
+    module = ClassifierModule(
+        model, lr=cfg.lr, epochs=cfg.epochs, freeze_epochs=cfg.freeze_epochs, label_smoothing=cfg.label_smoothing
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-{epoch:02d}-{val_loss:.4f}",
+        monitor="val_loss",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+    )
+    callbacks: list[Callback] = [
+        FreezeBackbone(cfg.freeze_epochs),
+        checkpoint,
+        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    except (ImportError, ModuleNotFoundError):
+        pass
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        callbacks=callbacks,
+        logger=_loggers(run_dir),
+        deterministic=False,
+        log_every_n_steps=10,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    started = time.perf_counter()
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if cfg.resume else None)
+    train_seconds = time.perf_counter() - started
+
+    best = checkpoint.best_model_path or str(last)
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    model = module.model.eval()
+
+    metrics: dict[str, float] = {}
+    for name, xs, ys in (("val", val_x, val_y), ("test", test_x, test_y)):
+        if xs is None or not len(xs):
+            continue
+        preds = _predict(model, xs, norm.mean, norm.std, cfg.batch_size * 2)
+        metrics[f"{name}_accuracy"] = float((preds.argmax(1) == ys).mean())
+        metrics[f"{name}_n"] = float(len(ys))
+
+    metadata = ModelMetadata(
+        task="classify",
+        arch=cfg.arch,
+        class_names=class_names,
+        crack_class=crack_index(class_names),
+        input_size=cfg.img_size,
+        mean=norm.mean,
+        std=norm.std,
+        threshold=0.5,
+        extra={
+            "training_data": data_summary | {"skipped": len(data_summary.get("skipped", []))},
+            "metrics": metrics,
+            "command": cfg.command,
+            "weights": weights_message,
+            "train_seconds": round(train_seconds, 1),
+        },
+    )
+    parity_source = test_x if test_x is not None and len(test_x) else val_x
+    model_file = run_dir / "model.onnx"
+    parity = export_onnx(model, metadata, model_file, parity_images=parity_source[:32])
+    metrics.update(parity)
+    torch.save({"state_dict": model.state_dict(), "metadata": json.loads(metadata.to_json())}, run_dir / "model.pt")
+
+    csv_path = run_dir / "logs" / "metrics.csv"
+    if csv_path.is_file():
+        shutil.copyfile(csv_path, run_dir / "metrics.csv")
+        try:
+            _plot_curves(csv_path, run_dir / "curves.png")
+        except ImportError:
+            log.warning("matplotlib missing: no curves.png")
+    (run_dir / "result.json").write_text(
+        json.dumps(
+            {
+                "metrics": metrics,
+                "weights": weights_message,
+                "class_names": class_names,
+                "train_seconds": round(train_seconds, 1),
+                "model_file": str(model_file),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return ClassifyResult(run_dir, model_file, weights_message, metrics, class_names, train_seconds)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: np.ndarray, mean: Any, std: Any, batch: int) -> np.ndarray:
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float()
+        out.append(torch.softmax(model((x - m) / s), dim=1).numpy())
+    return np.concatenate(out)
