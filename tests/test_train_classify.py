@@ -1,0 +1,118 @@
+"""Classifier training end to end on a tiny data set made in the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+
+from crackscan.cli import app  # noqa: E402
+from crackscan.models.classifiers import FIRST_CLASS, create_classifier, load_pretrained  # noqa: E402
+from crackscan.models.pretrained import PretrainedWeightsError  # noqa: E402
+from crackscan.runtime.predictor import load_predictor  # noqa: E402
+
+runner = CliRunner()
+
+
+def _patches(root: Path, per_class: int = 12, size: int = 40, seed: int = 0) -> Path:
+    """Grey concrete-like noise; 'Positive' patches carry a dark diagonal line."""
+    rng = np.random.default_rng(seed)
+    for cls in ("Positive", "Negative"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.normal(150, 12, (size, size, 3)).clip(0, 255).astype(np.uint8)
+            if cls == "Positive":
+                offset = int(rng.integers(-8, 8))
+                for t in range(size):
+                    x = min(size - 1, max(0, t + offset))
+                    img[t, max(0, x - 1) : x + 2] = 40
+            Image.fromarray(img).save(root / cls / f"{i:03d}.jpg", quality=95)
+    return root
+
+
+ARGS = ["--img-size", "32", "--epochs", "2", "--freeze-epochs", "1", "--batch-size", "8", "--accelerator", "cpu"]
+
+
+def test_train_classify_writes_a_complete_run(tmp_path: Path) -> None:
+    data = _patches(tmp_path / "data")
+    (data / "Negative" / "broken.jpg").write_bytes(b"not a jpeg")  # skipped, not fatal
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), *ARGS])
+    assert result.exit_code == 0, result.output
+    assert "ImageNet EfficientNet-Lite0 (offline package)" in result.output
+    for name in ("config.json", "metrics.csv", "curves.png", "model.onnx", "model.pt", "split.json", "result.json"):
+        assert (out / name).is_file(), name
+    assert any((out / "checkpoints").glob("best-*.ckpt")) and (out / "checkpoints" / "last.ckpt").is_file()
+    predictor = load_predictor(out / "model.onnx")
+    meta = predictor.metadata
+    assert meta.task == "classify" and meta.class_names == ["no_crack", "crack"] and meta.crack_class == 1
+    assert meta.input_size == 32 and meta.extra["training_data"]["folders"]["Positive"] == "crack"
+    probs = predictor.crack_probability(np.zeros((2, 32, 32, 3), np.uint8))
+    assert probs.shape == (2,) and np.all((probs >= 0) & (probs <= 1))
+    res = json.loads((out / "result.json").read_text())
+    assert res["metrics"]["parity_max_abs_diff"] <= 1e-4
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path: Path) -> None:
+    data = _patches(tmp_path / "data", per_class=8)
+    out = tmp_path / "run"
+    base = ["train", "classify", str(data), "--out", str(out), "--no-pretrained", *ARGS]
+    assert runner.invoke(app, base).exit_code == 0
+    again = runner.invoke(app, base)
+    assert again.exit_code == 1 and "--resume" in again.output
+    resumed = runner.invoke(app, [*base[:-8], *ARGS[:2], "--epochs", "3", "--freeze-epochs", "1", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    epochs = {row.split(",")[0] for row in (out / "metrics.csv").read_text().splitlines()[1:]}
+    assert len(epochs) >= 1
+
+
+@pytest.mark.parametrize("case", ["single_class", "empty_class", "no_images"])
+def test_bad_data_sets_get_clear_errors(tmp_path: Path, case: str) -> None:
+    data = _patches(tmp_path / "data", per_class=4)
+    if case == "single_class":
+        for f in (data / "Negative").iterdir():
+            f.unlink()
+        (data / "Negative").rmdir()
+    elif case == "empty_class":
+        for f in (data / "Negative").iterdir():
+            f.unlink()
+    else:
+        data = tmp_path / "nothing"
+        data.mkdir()
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "run"), *ARGS])
+    assert result.exit_code == 1
+    assert "error" in result.output.lower() and "Traceback" not in result.output
+
+
+def test_weights_file_and_failed_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = create_classifier("resnet18", 2)
+    weights = tmp_path / "resnet18.pt"
+    torch.save(create_classifier("resnet18", 1000).state_dict(), weights)
+    assert "weights file" in load_pretrained(model, "resnet18", weights=str(weights), pretrained=True)
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_text("no tensors here")
+    with pytest.raises(PretrainedWeightsError):
+        load_pretrained(model, "resnet18", weights=str(bogus), pretrained=True)
+
+    import timm
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(PretrainedWeightsError, match="could not download"):
+        load_pretrained(model, "resnet18", weights=None, pretrained=True)
+
+
+@pytest.mark.parametrize("arch", FIRST_CLASS)
+def test_first_class_architectures_build(arch: str) -> None:
+    model = create_classifier(arch, 2).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
