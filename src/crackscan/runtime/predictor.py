@@ -119,6 +119,20 @@ class OnnxPredictor:
         probs /= probs.sum(axis=1, keepdims=True)
         return probs[:, self.metadata.crack_class].astype(np.float32)
 
+    def probability_map(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """Segmentation: per-pixel probabilities for an N×H×W×3 uint8 batch.
+
+        Binary models (one output channel) give the crack probability, shape (N, H, W);
+        multi-class models give the softmax over classes, shape (N, C, H, W). H and W
+        must be multiples of the model's ``extra["size_multiple"]`` (32 for most encoders).
+        """
+        logits = self.logits(batch_uint8).astype(np.float32)
+        if logits.shape[1] == 1:
+            return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
     def class_probabilities(self, batch_uint8: np.ndarray) -> np.ndarray:
         logits = self.logits(batch_uint8).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
