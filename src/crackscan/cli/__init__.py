@@ -8,6 +8,8 @@ from crackscan import __version__
 from crackscan.cli import data as data_cli
 from crackscan.cli import train as train_cli
 from crackscan.cli._pending import register_pending
+from crackscan.cli.evaluate import evaluate as evaluate_cmd
+from crackscan.cli.predict import predict as predict_cmd
 
 app = typer.Typer(
     name="crackscan",
@@ -17,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.command("evaluate")(evaluate_cmd)
+app.command("predict")(predict_cmd)
 app.add_typer(train_cli.app, name="train")
 register_pending(app)
 

@@ -1,0 +1,149 @@
+"""``crackscan evaluate``: metrics, plots and mistakes of a model on a labelled data set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from crackscan.cli._progress import progress_bar
+from crackscan.evaluation import DEFAULT_BATCH_SIZE, NotBuiltError, evaluate_model, open_model
+from crackscan.runtime.predictor import ModelLoadError
+
+out = Console()
+err = Console(stderr=True)
+LISTED = 20  # problem rows printed; the JSON has all of them
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(code=code)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def evaluate(
+    model: str = typer.Argument(..., help="Model file (.onnx), training run folder, or bundled model name."),
+    data: Path = typer.Argument(..., help="Labelled data set: class folders (DATA/<class>/ or DATA/<split>/<class>/)."),
+    split: str = typer.Option(
+        "test", "--split", help="test | val | train | all | FILE (a split file: its test split)."
+    ),
+    split_file: Path | None = typer.Option(
+        None, "--split-file", help="Split file from `crackscan data split` that --split test|val|train reads."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write all metrics as JSON here."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Folder for plots (confusion matrix, ROC, PR, misclassified grid) and metrics.json."
+    ),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Images per inference batch."),
+) -> None:
+    """Evaluate a model on labelled images: accuracy, precision, recall, F1, ROC-AUC, plots."""
+    from crackscan.data.layouts import LayoutError
+    from crackscan.data.split import SplitError
+    from crackscan.evaluation.classification import EvaluationError
+
+    try:
+        predictor = open_model(model)
+    except ModelLoadError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        with progress_bar("evaluating", transient=True) as advance:
+            ev = evaluate_model(
+                predictor, data, split=split, split_file=split_file, batch_size=batch_size, progress=advance
+            )
+    except NotBuiltError as exc:
+        raise _fail(str(exc), code=2) from None
+    except (LayoutError, SplitError, EvaluationError) as exc:
+        raise _fail(str(exc)) from None
+
+    payload = ev.to_dict()
+    _print_skipped(payload["skipped_files"])
+    if ev.n == 0:
+        raise _fail(f"none of the {len(ev.skipped)} images could be read")
+    _print_summary(payload, ev.report())
+    if out_dir is not None:
+        _write_plots(ev, out_dir, payload)
+        _write_json(out_dir / "metrics.json", payload)
+        out.print(f"metrics: {escape(str(out_dir / 'metrics.json'))}", soft_wrap=True)
+    if json_out is not None:
+        _write_json(json_out, payload)
+        out.print(f"JSON: {escape(str(json_out))}", soft_wrap=True)
+
+
+def _write_plots(ev: Any, out_dir: Path, payload: dict[str, Any]) -> None:
+    from crackscan.evaluation.plots import PlotsUnavailable, write_plots
+
+    try:
+        written = write_plots(ev, out_dir)
+    except PlotsUnavailable as exc:
+        err.print(f"[yellow]note:[/] {escape(str(exc))}")
+        payload["plots"] = []
+        return
+    payload["plots"] = [str(p) for p in written]
+    out.print("plots: " + ", ".join(escape(str(p)) for p in written), soft_wrap=True)
+
+
+def _print_skipped(skipped: list[dict[str, str]]) -> None:
+    if not skipped:
+        return
+    err.print(f"[yellow]skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''}:[/]")
+    for item in skipped[:LISTED]:
+        # soft_wrap: long paths stay on one line, whole, for copy-paste and grep
+        err.print(f"  {escape(item['path'])}: {escape(item['reason'])}", soft_wrap=True)
+    if len(skipped) > LISTED:
+        err.print(f"  … and {len(skipped) - LISTED} more (see --json)")
+
+
+def _print_summary(r: dict[str, Any], report: str) -> None:
+    crack = r["class_names"][r["crack_class"]]
+    out.print(f"model {escape(r['model'])} on {escape(r['data'])} ({escape(r['split'])})", soft_wrap=True)
+    table = Table(show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("images", str(r["n"]))
+    if r["skipped"]:
+        table.add_row("skipped (unreadable)", str(r["skipped"]))
+    table.add_row("threshold", f"{r['threshold']:g}")
+    table.add_row("accuracy", _fmt(r["accuracy"]))
+    table.add_row(f"precision ({crack})", _fmt(r["precision"]))
+    table.add_row(f"recall ({crack})", _fmt(r["recall"]))
+    table.add_row(f"F1 ({crack})", _fmt(r["f1"]))
+    table.add_row("ROC-AUC", _fmt(r["roc_auc"]) + ("" if r["roc_auc"] is not None else " (one class only)"))
+    table.add_row("average precision", _fmt(r["average_precision"]))
+    out.print(table)
+
+    cm = Table()
+    cm.add_column("true \\ predicted")
+    for name in r["class_names"]:
+        cm.add_column(escape(name), justify="right")
+    for name, row in zip(r["class_names"], r["confusion_matrix"], strict=True):
+        cm.add_row(escape(name), *(str(v) for v in row))
+    out.print(cm)
+    mapping = ", ".join(f"{escape(k)} → {escape(v)}" for k, v in r["class_mapping"].items() if k != v)
+    if mapping:
+        out.print(f"class folders: {mapping}")
+    out.print(escape(report), highlight=False)
+    wrong = r["misclassified"]
+    if wrong:
+        out.print(f"misclassified: {len(wrong)} (most confident first)")
+        for item in wrong[:10]:
+            out.print(
+                f"  {escape(item['path'])}: {escape(item['true'])} → {escape(item['predicted'])} "
+                f"(p crack {item['crack_probability']:.3f})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if len(wrong) > 10:
+            out.print(f"  … and {len(wrong) - 10} more (see --json / --out)")

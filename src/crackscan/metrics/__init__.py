@@ -1,0 +1,1 @@
+"""Metrics in plain numpy (no sklearn, no torch), so the inference path stays light."""
