@@ -9,27 +9,40 @@ from __future__ import annotations
 
 CRACK = "crack"
 NO_CRACK = "no_crack"
-_CRACK_NAMES = {"crack", "cracks", "cracked", "positive", "pos", "1", "defect", "damage", "damaged", "scratch"}
-_NO_CRACK_NAMES = {
-    "no_crack",
-    "nocrack",
-    "no-crack",
-    "non_crack",
-    "noncrack",
-    "non-crack",
-    "uncracked",
-    "negative",
-    "neg",
-    "0",
-    "intact",
-    "background",
-    "normal",
-}
+# Compared after lower-casing and turning "-" and " " into "_". A model's own class
+# names always win over these synonyms (see evaluation.classification).
+_CRACK_NAMES = frozenset(
+    {"crack", "cracks", "cracked", "positive", "positives", "pos", "1", "defect", "defective", "damage", "scratch"}
+)
+_NO_CRACK_NAMES = frozenset(
+    {
+        "no_crack",
+        "no_cracks",
+        "nocrack",
+        "non_crack",
+        "noncrack",
+        "not_crack",
+        "uncracked",
+        "negative",
+        "negatives",
+        "neg",
+        "0",
+        "intact",
+        "sound",
+        "no_defect",
+        "background",
+        "normal",
+    }
+)
+
+
+def normal_class_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def canonical_class(name: str) -> str:
     """``crack`` / ``no_crack`` for a recognised spelling, else the name itself (lower-cased)."""
-    key = name.strip().lower()
+    key = normal_class_name(name)
     if key in _CRACK_NAMES:
         return CRACK
     if key in _NO_CRACK_NAMES:

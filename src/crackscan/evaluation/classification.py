@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from crackscan.data.classes import canonical_class
+from crackscan.data.classes import normal_class_name as _normal
 from crackscan.data.layouts import SPLIT_NAMES, DatasetIndex, LayoutKind, Sample, index_dataset
 from crackscan.evaluation.files import FileProblem
 from crackscan.evaluation.inference import (
@@ -36,29 +38,6 @@ from crackscan.metrics.classification import (
 )
 from crackscan.runtime.predictor import OnnxPredictor
 
-# Folder names that mean "crack" / "no crack", compared after lower-casing and turning
-# "-" and " " into "_". Exact class names of the model always win over these.
-CRACK_SYNONYMS = frozenset({"crack", "cracks", "cracked", "positive", "positives", "pos", "1", "defect", "defective"})
-NO_CRACK_SYNONYMS = frozenset(
-    {
-        "no_crack",
-        "no_cracks",
-        "nocrack",
-        "non_crack",
-        "noncrack",
-        "not_crack",
-        "uncracked",
-        "negative",
-        "negatives",
-        "neg",
-        "0",
-        "intact",
-        "sound",
-        "no_defect",
-        "background",
-    }
-)
-
 
 class EvaluationError(ValueError):
     """The evaluation cannot run as asked; the message says why and what to do."""
@@ -66,20 +45,6 @@ class EvaluationError(ValueError):
 
 class ClassMappingError(EvaluationError):
     """A class folder matches none of the model's classes."""
-
-
-def _normal(name: str) -> str:
-    return name.strip().lower().replace("-", "_").replace(" ", "_")
-
-
-def canonical_class(name: str) -> str:
-    """``crack`` or ``no_crack`` for a known synonym, else the normalised name itself."""
-    n = _normal(name)
-    if n in CRACK_SYNONYMS:
-        return "crack"
-    if n in NO_CRACK_SYNONYMS:
-        return "no_crack"
-    return n
 
 
 def match_class_folders(folders: Iterable[str], class_names: list[str], crack_class: int) -> dict[str, int]:
