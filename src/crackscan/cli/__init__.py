@@ -9,6 +9,7 @@ from crackscan.cli import data as data_cli
 from crackscan.cli import train as train_cli
 from crackscan.cli._pending import register_pending
 from crackscan.cli.evaluate import evaluate as evaluate_cmd
+from crackscan.cli.measure import measure as measure_cmd
 from crackscan.cli.predict import predict as predict_cmd
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.add_typer(data_cli.app, name="data")
 app.command("evaluate")(evaluate_cmd)
 app.command("predict")(predict_cmd)
 app.add_typer(train_cli.app, name="train")
+app.command("measure")(measure_cmd)
 register_pending(app)
 
 
