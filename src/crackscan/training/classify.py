@@ -344,18 +344,20 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     module = ClassifierModule(
         model, lr=cfg.lr, epochs=cfg.epochs, freeze_epochs=cfg.freeze_epochs, label_smoothing=cfg.label_smoothing
     )
+    # Accuracy, not loss, picks the checkpoint: with label smoothing the loss rises as the
+    # fine-tuned network grows confident even while it makes fewer mistakes.
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
-        filename="best-{epoch:02d}-{val_loss:.4f}",
-        monitor="val_loss",
-        mode="min",
+        filename="best-{epoch:02d}-{val_acc:.4f}",
+        monitor="val_acc",
+        mode="max",
         save_last=True,
         save_top_k=1,
     )
     callbacks: list[Callback] = [
         FreezeBackbone(cfg.freeze_epochs),
         checkpoint,
-        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience),
+        EarlyStopping(monitor="val_acc", mode="max", patience=cfg.patience),
         LearningRateMonitor(logging_interval="epoch"),
     ]
     try:
