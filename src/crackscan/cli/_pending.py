@@ -11,7 +11,6 @@ from rich.console import Console
 
 # name -> (what it will do, the issue that builds it)
 PENDING: dict[str, tuple[str, str]] = {
-    "train": ("train classifiers and segmenters", "#3 classification, #4 segmentation"),
     "inspect": ("tiled full-resolution inspection with reports", "#5"),
     "export": ("export models to ONNX", "#6"),
     "serve": ("the HTTP inference service", "#7"),
