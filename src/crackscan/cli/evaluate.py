@@ -36,7 +36,11 @@ def _fmt(value: float | None) -> str:
 
 def evaluate(
     model: str = typer.Argument(..., help="Model file (.onnx), training run folder, or bundled model name."),
-    data: Path = typer.Argument(..., help="Labelled data set: class folders (DATA/<class>/ or DATA/<split>/<class>/)."),
+    data: Path = typer.Argument(
+        ...,
+        help="Labelled data set: class folders (DATA/<class>/ or DATA/<split>/<class>/), or image/mask "
+        "pairs (DATA/images/ + DATA/masks/) for segmentation models.",
+    ),
     split: str = typer.Option(
         "test", "--split", help="test | val | train | all | FILE (a split file: its test split)."
     ),
@@ -48,8 +52,19 @@ def evaluate(
         None, "--out", help="Folder for plots (confusion matrix, ROC, PR, misclassified grid) and metrics.json."
     ),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Images per inference batch."),
+    mask_dir: str | None = typer.Option(
+        None, "--mask-dir", help="Segmentation: the mask folder's name when DATA has several (e.g. masks_binary)."
+    ),
+    tolerance: float = typer.Option(
+        2.0, "--tolerance", min=0.0, help="Segmentation: pixel tolerance (px) of the ODS/OIS F1."
+    ),
 ) -> None:
-    """Evaluate a model on labelled images: accuracy, precision, recall, F1, ROC-AUC, plots."""
+    """Evaluate a model on labelled images.
+
+    Classifiers: accuracy, precision, recall, F1, ROC-AUC, plots. Segmentation models
+    (image/mask pairs): crack IoU, Dice, precision, recall, ODS/OIS F1, clDice,
+    per_image.csv and overlay/PR plots in --out.
+    """
     from crackscan.data.layouts import LayoutError
     from crackscan.data.split import SplitError
     from crackscan.evaluation.classification import EvaluationError
@@ -58,6 +73,9 @@ def evaluate(
         predictor = open_model(model)
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
+    if predictor.task == "segment":
+        _evaluate_segment(predictor, data, split, split_file, mask_dir, tolerance, json_out, out_dir)
+        return
     try:
         with progress_bar("evaluating", transient=True) as advance:
             ev = evaluate_model(
@@ -147,3 +165,71 @@ def _print_summary(r: dict[str, Any], report: str) -> None:
             )
         if len(wrong) > 10:
             out.print(f"  … and {len(wrong) - 10} more (see --json / --out)")
+
+
+# ---------------------------------------------------------------- segmentation
+
+
+def _evaluate_segment(
+    predictor: Any,
+    data: Path,
+    split: str,
+    split_file: Path | None,
+    mask_dir: str | None,
+    tolerance: float,
+    json_out: Path | None,
+    out_dir: Path | None,
+) -> None:
+    from crackscan.data.layouts import LayoutError
+    from crackscan.data.split import SplitError
+    from crackscan.evaluation.segmentation import (
+        PreprocessUnavailable,
+        SegmentationEvaluationError,
+        evaluate_segmenter,
+        select_pairs,
+        write_segmentation_outputs,
+    )
+
+    try:
+        selection = select_pairs(data, split, split_file, mask_dir=mask_dir)
+        with progress_bar("evaluating", transient=True) as advance:
+            ev = evaluate_segmenter(predictor, selection, tolerance_px=tolerance, progress=advance)
+    except (LayoutError, SplitError, SegmentationEvaluationError, PreprocessUnavailable) as exc:
+        raise _fail(str(exc)) from None
+    payload = ev.to_dict()
+    _print_skipped(payload["skipped_files"])
+    if ev.n == 0:
+        raise _fail(f"none of the {len(ev.skipped)} image/mask pairs could be read")
+    _print_segment_summary(payload)
+    if out_dir is not None:
+        written, note = write_segmentation_outputs(ev, out_dir)
+        if note:
+            err.print(f"[yellow]note:[/] {escape(note)}")
+        payload["plots"] = [str(p) for p in written if p.suffix == ".png"]
+        _write_json(out_dir / "metrics.json", payload)
+        out.print("wrote: " + ", ".join(escape(str(p)) for p in [*written, out_dir / "metrics.json"]), soft_wrap=True)
+    if json_out is not None:
+        _write_json(json_out, payload)
+        out.print(f"JSON: {escape(str(json_out))}", soft_wrap=True)
+
+
+def _print_segment_summary(r: dict[str, Any]) -> None:
+    crack = r["class_names"][r["crack_class"]]
+    out.print(f"model {escape(r['model'])} on {escape(r['data'])} ({escape(r['split'])})", soft_wrap=True)
+    table = Table()
+    table.add_column(f"{escape(crack)} pixels")
+    table.add_column("pooled", justify="right")
+    table.add_column("per-image mean", justify="right")
+    for m in ("iou", "dice", "precision", "recall", "cldice"):
+        table.add_row(m if m != "cldice" else "clDice", _fmt(r[m]), _fmt(r[f"{m}_per_image_mean"]))
+    out.print(table)
+    out.print(
+        f"images {r['n']} ({r['n_empty']} with no crack in truth or prediction), threshold {r['threshold']:g}; "
+        f"ODS F1 {_fmt(r['ods_f1'])} at {_fmt(r['ods_threshold'])}, OIS F1 {_fmt(r['ois_f1'])} "
+        f"(tolerance {r['tolerance_px']:g} px); best exact-pixel F1 {_fmt(r['best_threshold_f1'])} "
+        f"at threshold {_fmt(r['best_threshold'])}",
+        highlight=False,
+    )
+    if "per_class_iou" in r:
+        per_class = ", ".join(f"{escape(k)} {_fmt(v)}" for k, v in r["per_class_iou"].items())
+        out.print(f"per-class IoU: {per_class}; mean IoU {_fmt(r['mean_iou'])}", highlight=False)

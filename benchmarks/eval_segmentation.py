@@ -1,0 +1,121 @@
+"""Segmentation accuracy of a model on the real crack sets, with ``crackscan evaluate``'s own code.
+
+Sets (under ``--data``, default ``../shared/data``):
+
+* **deepcrack** — the official test split (237 images, 544×384, 1-bit masks);
+* **crack500** — the source repository's test split (93 images, 256×256);
+* **crackmix** — held out: the ``test`` split of ``--crackmix-split FILE`` (the split
+  file the model was trained with — use it, or the numbers include training images),
+  else a fresh ``make_split(seed=0)`` test split (15 %), which matches a model trained on
+  ``crackscan data split crackmix`` with default settings.
+
+Prints one row per set: images, pooled IoU / Dice / precision / recall at the model's
+threshold, per-image mean IoU, ODS F1 (threshold) and OIS F1 with the pixel tolerance,
+clDice, and seconds per image. ``--json FILE`` writes every set's full metrics;
+``--out DIR`` writes each set's per-image CSV and plots to ``DIR/<set>/``.
+
+    .venv/bin/python benchmarks/eval_segmentation.py --model runs/seg/model.onnx \\
+        --crackmix-split runs/seg/split.json --json eval_seg.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from crackscan.data.split import make_split, select_split
+from crackscan.evaluation import open_model
+from crackscan.evaluation.segmentation import (
+    PairSelection,
+    evaluate_segmenter,
+    select_pairs,
+    write_segmentation_outputs,
+)
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETS = ("deepcrack", "crack500", "crackmix")
+COLUMNS = ("set", "n", "IoU", "Dice", "P", "R", "IoU/img", "ODS F1", "ODS th", "OIS F1", "clDice", "s/img")
+
+
+def selection_for(name: str, root: Path, crackmix_split: Path | None) -> PairSelection:
+    if name != "crackmix":
+        return select_pairs(root, "test")
+    if crackmix_split is not None:
+        return select_pairs(root, "test", crackmix_split)
+    plan = make_split(root, seed=0)
+    index = select_pairs(root, "all").index
+    samples = select_split(index, plan, "test")
+    return PairSelection(samples, "test split of make_split(seed=0)", index)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="segmentation model (.onnx, run folder or bundled name)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the shared data sets")
+    ap.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    ap.add_argument("--crackmix-split", type=Path, help="split file the model was trained with (its test split)")
+    ap.add_argument("--tolerance", type=float, default=2.0, help="px tolerance of ODS/OIS (default 2)")
+    ap.add_argument("--limit", type=int, help="evaluate only the first N images of each set (smoke runs)")
+    ap.add_argument("--json", type=Path, help="write every set's metrics here")
+    ap.add_argument("--out", type=Path, help="write per-image CSV and plots to OUT/<set>/")
+    args = ap.parse_args(argv)
+
+    predictor = open_model(args.model)
+    if predictor.task != "segment":
+        print(f"{args.model} is a {predictor.task} model, not a segmentation model", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {"model": str(predictor.path), "threshold": predictor.metadata.threshold}
+    rows = []
+    for name in args.sets:
+        root = args.data / name
+        if not root.is_dir():
+            print(f"skipping {name}: {root} not found", file=sys.stderr)
+            continue
+        selection = selection_for(name, root, args.crackmix_split)
+        if args.limit:
+            selection.samples = selection.samples[: args.limit]
+        started = time.perf_counter()
+        ev = evaluate_segmenter(predictor, selection, tolerance_px=args.tolerance)
+        seconds = time.perf_counter() - started
+        r = ev.to_dict()
+        r["seconds"] = seconds
+        results[name] = r
+        if args.out is not None:
+            write_segmentation_outputs(ev, args.out / name)
+        rows.append(
+            (
+                name,
+                str(r["n"]),
+                fmt(r["iou"]),
+                fmt(r["dice"]),
+                fmt(r["precision"]),
+                fmt(r["recall"]),
+                fmt(r["iou_per_image_mean"]),
+                fmt(r["ods_f1"]),
+                fmt(r["ods_threshold"], 2),
+                fmt(r["ois_f1"]),
+                fmt(r["cldice"]),
+                f"{seconds / max(1, r['n']):.3f}",
+            )
+        )
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
+    print(f"model {predictor.path} (threshold {predictor.metadata.threshold:g}, tolerance {args.tolerance:g} px)")
+    print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
