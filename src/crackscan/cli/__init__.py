@@ -8,7 +8,10 @@ from crackscan import __version__
 from crackscan.cli import data as data_cli
 from crackscan.cli import train as train_cli
 from crackscan.cli._pending import register_pending
+from crackscan.cli.bench import bench as bench_cmd
 from crackscan.cli.evaluate import evaluate as evaluate_cmd
+from crackscan.cli.export import export as export_cmd
+from crackscan.cli.inspect import inspect as inspect_cmd
 from crackscan.cli.measure import measure as measure_cmd
 from crackscan.cli.predict import predict as predict_cmd
 
@@ -24,6 +27,9 @@ app.command("evaluate")(evaluate_cmd)
 app.command("predict")(predict_cmd)
 app.add_typer(train_cli.app, name="train")
 app.command("measure")(measure_cmd)
+app.command("inspect")(inspect_cmd)
+app.command("export")(export_cmd)
+app.command("bench")(bench_cmd)
 register_pending(app)
 
 

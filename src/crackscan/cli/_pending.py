@@ -11,10 +11,7 @@ from rich.console import Console
 
 # name -> (what it will do, the issue that builds it)
 PENDING: dict[str, tuple[str, str]] = {
-    "inspect": ("tiled full-resolution inspection with reports", "#5"),
-    "export": ("export models to ONNX", "#6"),
     "serve": ("the HTTP inference service", "#7"),
-    "bench": ("throughput and latency benchmarks", "#6"),
 }
 
 _err = Console(stderr=True)

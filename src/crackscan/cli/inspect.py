@@ -1,0 +1,159 @@
+"""``crackscan inspect``: tiled full-resolution crack inspection of photos, with reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from crackscan.imageio import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from crackscan.analysis.inspect import InspectionResult, InspectionSettings
+
+out = Console()
+err = Console(stderr=True)
+SHOWN = 20  # result rows printed; report.html and summary.csv hold all of them
+LISTED = 20  # failures printed
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(code=code)
+
+
+def inspect(
+    paths: list[str] = typer.Argument(..., help="Photos: files, folders (searched recursively) or glob patterns."),
+    model: str | None = typer.Option(
+        None, "--model", help="Model file (.onnx), training run folder or bundled name (default: crack-seg)."
+    ),
+    out_dir: Path = typer.Option(Path("crackscan-report"), "--out", help="Folder for masks, overlays and the report."),
+    mm_per_px: float | None = typer.Option(
+        None, "--mm-per-px", help="Scale in mm per pixel: lengths and widths in mm, severity bands."
+    ),
+    tile: int | None = typer.Option(None, "--tile", help="Tile side in px (default: the model's input size)."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Fraction of a tile shared with its neighbours, [0, 0.95)."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Crack probability threshold (default: the model's own)."
+    ),
+    tta: bool = typer.Option(False, "--tta", help="Average each tile over horizontal and vertical flips (3× slower)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Tiles per model call."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS, "--max-pixels", help="Photos with more pixels are refused (listed as failed)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out folder that holds other files."),
+) -> None:
+    """Find, outline and measure cracks in photos of any size; write masks, overlays, summary.csv and report.html.
+
+    Exit status: 0 when at least one photo was inspected (failures are listed), 1 when none could be, 2 for bad options, a missing model or an output folder that is not free.
+    """  # noqa: E501
+    from crackscan.analysis.inspect import (
+        InspectionError,
+        InspectionSettings,
+        inspect_paths,
+        open_inspection_model,
+    )
+    from crackscan.runtime.predictor import ModelLoadError
+
+    settings = InspectionSettings(
+        tile=tile,
+        overlap=overlap,
+        threshold=threshold,
+        tta=tta,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        mm_per_px=mm_per_px,
+    )
+    try:
+        settings.validate()
+        predictor = open_inspection_model(model)
+    except InspectionError as exc:
+        raise _fail(str(exc), code=2) from None
+    except ModelLoadError as exc:
+        raise _fail(str(exc), code=2) from None
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        images = bar.add_task("photos", total=None)
+        tiles = bar.add_task("tiles", total=None)
+
+        def on_image(done: int, total: int) -> None:
+            bar.update(images, completed=done, total=total)
+
+        def on_tiles(name: str, done: int, total: int) -> None:
+            bar.update(tiles, completed=done, total=total, description=f"tiles of {escape(name)}")
+
+        try:
+            results = inspect_paths(
+                paths,
+                model=predictor,
+                settings=settings,
+                out_dir=out_dir,
+                overwrite=overwrite,
+                progress=on_image,
+                tile_progress=on_tiles,
+            )
+        except InspectionError as exc:
+            raise _fail(str(exc), code=2) from None
+
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    if failed:
+        err.print(f"[yellow]{len(failed)} path{'s' if len(failed) != 1 else ''} could not be inspected:[/]")
+        for r in failed[:LISTED]:
+            err.print(f"  {escape(r.source)}: {escape(r.error or '')}", soft_wrap=True)
+        if len(failed) > LISTED:
+            err.print(f"  … and {len(failed) - LISTED} more (see summary.csv)")
+    _print_table(ok, settings)
+    n_crack = sum(r.has_crack for r in ok)
+    out.print(
+        f"{len(ok)} photo{'s' if len(ok) != 1 else ''} inspected with {escape(predictor.path.stem)}: "
+        f"{n_crack} with cracks. Report: {escape(str(out_dir / 'report.html'))}",
+        soft_wrap=True,
+    )
+    if not ok:
+        raise _fail("no photo could be inspected")
+
+
+def _print_table(results: list[InspectionResult], settings: InspectionSettings) -> None:
+    from crackscan.analysis.report import sort_results
+
+    if not results:
+        return
+    classifier = results[0].task == "classify"
+    table = Table()
+    table.add_column("photo", overflow="fold")
+    if classifier:
+        table.add_column("crack patches", justify="right")
+    else:
+        table.add_column("cracks", justify="right")
+        table.add_column("length px", justify="right")
+        table.add_column("max width px", justify="right")
+        if settings.mm_per_px:
+            table.add_column("max width mm", justify="right")
+    table.add_column("severity")
+    table.add_column("p(crack)", justify="right")
+    ranked = sort_results(results, settings.bands.names)
+    for r in ranked[:SHOWN]:
+        m = r.measurement
+        if classifier:
+            cells = [f"{len(r.patches)}/{r.n_patches}"]
+        else:
+            cells = [str(m.n_cracks), f"{m.total_length_px:.0f}", f"{m.max_width_px:.1f}"]
+            if settings.mm_per_px:
+                cells.append(f"{m.max_width_mm:.2f}" if m.max_width_mm is not None else "")
+        table.add_row(escape(r.source), *cells, escape(r.severity), f"{r.crack_probability or 0:.3f}")
+    out.print(table)
+    if len(ranked) > SHOWN:
+        out.print(f"… {len(ranked) - SHOWN} more in summary.csv and report.html")
