@@ -1,4 +1,4 @@
-"""``crackscan train``: classifiers now, segmenters in issue #4."""
+"""``crackscan train``: crack classifiers and segmenters."""
 
 from __future__ import annotations
 
@@ -86,8 +86,117 @@ def classify(
     out.print(f"training took {result.train_seconds:.0f} s; model: [bold]{result.model_file}[/]")
 
 
-@app.command("segment", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def segment(ctx: typer.Context) -> None:
-    """(not built yet) Train a segmentation model (issue #4)."""
-    err.print("[yellow]crackscan train segment[/]: not built yet (planned in issue #4).")
-    raise typer.Exit(code=2)
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        err.print(f"[red]error:[/] {option} takes whole numbers separated by commas, got {text!r}")
+        raise typer.Exit(code=1) from None
+    if not values or min(values) < 1:
+        err.print(f"[red]error:[/] {option} needs positive widths, got {text!r}")
+        raise typer.Exit(code=1)
+    return values
+
+
+@app.command("segment")
+def segment(
+    data: list[str] = typer.Argument(
+        ..., help="Image/mask data sets (ROOT with images/ + masks/); ROOT/train names a set's train part."
+    ),
+    split: Path | None = typer.Option(None, "--split", help="Split file (one data set only)."),
+    arch: str = typer.Option(
+        "unet", "--arch", help="unet | unetplusplus | unet3plus | deeplabv3plus | fpn | other smp."
+    ),
+    encoder: str = typer.Option("tf_efficientnet_lite0", "--encoder", help="timm encoder name (smp tu-<name>)."),
+    loss: str | None = typer.Option(
+        None,
+        "--loss",
+        help="bce | dice | focal | tversky | bce+dice | hybrid (default: hybrid for unet3plus, else bce+dice).",
+    ),
+    crop: int = typer.Option(256, "--crop", min=32, help="Training crop side in px (multiple of 32)."),
+    classes: int = typer.Option(1, "--classes", min=1, help="1 = binary crack mask; N > 1 = index masks 0..N-1."),
+    class_names: str | None = typer.Option(None, "--class-names", help="Comma list, background first."),
+    scheduler: str = typer.Option(
+        "cosine-warm-restarts", "--scheduler", help="cosine-warm-restarts | plateau | onecycle."
+    ),
+    grayscale: bool = typer.Option(False, "--grayscale", help="Train (and infer) on grey images."),
+    clahe: bool = typer.Option(False, "--clahe", help="CLAHE on lightness before the model."),
+    deglare: bool = typer.Option(False, "--deglare", help="Inpaint specular glare before the model."),
+    epochs: int = typer.Option(40, "--epochs", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0),
+    decoder_channels: str | None = typer.Option(
+        None, "--decoder-channels", help="e.g. 128,64,32,24,16 (U-Net-like); one width for FPN/DeepLabV3+/U-Net3+."
+    ),
+    cgm: bool = typer.Option(False, "--cgm", help="U-Net3+: classification-guided module."),
+    out_dir: Path = typer.Option(Path("runs/segment"), "--out", help="Run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    seed: int = typer.Option(0, "--seed"),
+    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start from ImageNet encoder weights."),
+    weights: Path | None = typer.Option(None, "--weights", help="Local weights: a backbone or a whole segmenter."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Early-stopping patience (epochs, on val IoU)."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.9),
+    accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto (Lightning)."),
+    devices: str = typer.Option("auto", "--devices", help="Number of devices or 'auto'."),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1),
+    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy, e.g. ddp."),
+    mask_dir: str | None = typer.Option(None, "--mask-dir", help="Mask folder name when a set has several."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most N train and N val images per set."),
+) -> None:
+    """Train a crack segmenter; writes model.onnx (calibrated threshold inside) into the run folder."""
+    _need_train_extra()
+    from crackscan.data.layouts import LayoutError
+    from crackscan.data.split import SplitError
+    from crackscan.imageio import ImageReadError
+    from crackscan.models.pretrained import PretrainedWeightsError
+    from crackscan.training.segment import SegmentConfig, TrainingDataError, train_segmenter
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    names = [n.strip() for n in class_names.split(",")] if class_names else None
+    cfg = SegmentConfig(
+        data=list(data),
+        out=str(out_dir),
+        split=str(split) if split else None,
+        arch=arch,
+        encoder=encoder,
+        loss=loss,
+        crop=crop,
+        classes=classes,
+        class_names=names,
+        scheduler=scheduler,
+        grayscale=grayscale,
+        clahe=clahe,
+        deglare=deglare,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        decoder_channels=_int_list(decoder_channels, "--decoder-channels"),
+        cgm=cgm,
+        resume=resume,
+        seed=seed,
+        pretrained=pretrained,
+        weights=str(weights) if weights else None,
+        patience=patience,
+        val_fraction=val_fraction,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        mask_dir=mask_dir,
+        limit=limit,
+    )
+    try:
+        result = train_segmenter(cfg)
+    except (TrainingDataError, LayoutError, SplitError, PretrainedWeightsError, ImageReadError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=1) from None
+    out.print(f"weights: {result.weights_message}")
+    out.print(f"calibrated threshold: {result.threshold:.2f}")
+    for k, v in result.metrics.items():
+        out.print(f"  {k}: {v:.6g}")
+    out.print(
+        f"{result.parameters / 1e6:.2f} M parameters, model.onnx {result.onnx_bytes / 2**20:.1f} MiB; "
+        f"training took {result.train_seconds:.0f} s; model: [bold]{result.model_file}[/]"
+    )

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +61,8 @@ def export_onnx(
     wrapped = _Probabilities(model).eval()
     size = metadata.input_size
     example = torch.zeros(1, 3, size, size)
+    # Segmentation logits keep the input's height and width: both stay dynamic.
+    output_axes = {0: "batch"} if metadata.task == "classify" else {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
@@ -66,7 +71,7 @@ def export_onnx(
             buf,
             input_names=["image"],
             output_names=["logits"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": output_axes},
             opset_version=opset,
             dynamo=False,
         )
@@ -90,20 +95,22 @@ def export_onnx(
 def check_parity(
     model: nn.Module, onnx_path: str | Path, images: np.ndarray, *, tolerance: float = 1e-4
 ) -> dict[str, float]:
-    """Compare softmax probabilities of torch and ONNX Runtime on the same uint8 images."""
+    """Compare probabilities of torch and ONNX Runtime on the same uint8 images.
+
+    Classifiers and multi-class segmenters: softmax over classes; binary segmenters
+    (one output channel): sigmoid.
+    """
     predictor = OnnxPredictor(onnx_path)
     meta = predictor.metadata
     x = _normalise(images, np.asarray(meta.mean, np.float32), np.asarray(meta.std, np.float32))
     with torch.no_grad():
         out = _Probabilities(model).eval()(torch.from_numpy(x))
-        torch_probs = (
-            torch.softmax(out, dim=1).numpy() if meta.task == "classify" else torch.sigmoid(out).numpy()
-        )
-    onnx_out = predictor.logits(images)
+        binary = meta.task != "classify" and out.shape[1] == 1
+        torch_probs = torch.sigmoid(out)[:, 0].numpy() if binary else torch.softmax(out, dim=1).numpy()
     if meta.task == "classify":
         onnx_probs = predictor.class_probabilities(images)
     else:
-        onnx_probs = 1.0 / (1.0 + np.exp(-onnx_out))
+        onnx_probs = predictor.probability_map(images)
     diff = float(np.abs(torch_probs - onnx_probs).max())
     figures = {"parity_max_abs_diff": diff, "parity_n": float(len(images))}
     if diff > tolerance:
@@ -112,3 +119,331 @@ def check_parity(
         )
     log.info("export parity: max |Δp| = %.2e on %d images", diff, len(images))
     return figures
+
+
+# ----------------------------------------------------------------------------- crackscan export
+INT8_METHOD = "static"  # measured on the fast default classifier: see docs/benchmarks.md / issue #6
+PARITY_IMAGES = {"classify": 32, "segment": 4}
+CALIBRATION_IMAGES = {"classify": 200, "segment": 16}
+EVALUATION_IMAGES = {"classify": 1000, "segment": 32}
+PARITY_TOLERANCE = {"classify": 1e-4, "segment": 2e-4}  # segment: per pixel over deep decoders, as training
+
+
+class ExportRefused(ExportError):
+    """The INT8 model lost more accuracy than allowed; ``figures`` holds the comparison."""
+
+    def __init__(self, message: str, figures: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.figures = figures
+
+
+@dataclass
+class ReferenceData:
+    """Real (or synthetic) inputs at the model's input size, for parity, calibration and the INT8 check.
+
+    ``evaluation``: N×S×S×3 uint8; ``truth``: N class indices (classification), N×S×S
+    bool crack masks (segmentation) or ``None`` when the images carry no labels (the INT8
+    check then scores agreement with the fp32 model). ``calibration`` is a separate set
+    where one exists (the run's training split), so calibration never sees the images it
+    is judged on.
+    """
+
+    evaluation: np.ndarray
+    truth: np.ndarray | None
+    calibration: np.ndarray
+    source: str
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata: ModelMetadata
+    precision: str
+    parity: dict[str, float]
+    reference_source: str
+    size_bytes: int
+    fp32_size_bytes: int
+    int8: dict[str, Any] = field(default_factory=dict)  # accuracy comparison when quantised
+
+
+def _fit(image: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
+    import cv2
+
+    if image.shape[:2] == (size, size):
+        return image
+    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR)
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def _spread(items: list[Any], n: int) -> list[Any]:
+    """At most ``n`` items evenly spread over the list (deterministic, keeps class balance)."""
+    if len(items) <= n:
+        return items
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def _classify_samples(samples: list[Any], meta: ModelMetadata, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    from crackscan.data.classes import canonical_class
+    from crackscan.imageio import ImageReadError
+    from crackscan.runtime.preprocess import load_patch
+
+    names = [canonical_class(c) for c in meta.class_names]
+    images, labels = [], []
+    for s in _spread(samples, n):
+        try:
+            images.append(load_patch(s.image, meta.input_size))
+        except ImageReadError:
+            continue
+        label = canonical_class(s.label) if s.label else None
+        labels.append(names.index(label) if label in names else -1)
+    if not images:
+        return np.zeros((0, meta.input_size, meta.input_size, 3), np.uint8), None
+    y = np.asarray(labels, np.int64)
+    return np.stack(images), (y if (y >= 0).all() else None)
+
+
+def _segment_samples(samples: list[Any], meta: ModelMetadata, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    from crackscan.imageio import ImageReadError, read_image, read_mask
+    from crackscan.runtime.preprocess_seg import apply_preprocess
+
+    size = meta.input_size
+    images, masks = [], []
+    for s in _spread(samples, n):
+        try:
+            rgb = apply_preprocess(read_image(s.image), meta.extra.get("preprocess"))
+            mask = read_mask(s.mask).labels == meta.crack_class if s.mask else None
+        except (ImageReadError, OSError, ValueError):
+            continue
+        if mask is not None and len(meta.class_names) <= 2:
+            mask = read_mask(s.mask).labels > 0
+        images.append(_fit(rgb, size))
+        masks.append(None if mask is None else _fit(mask.astype(np.uint8), size, nearest=True).astype(bool))
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), None
+    truth = None if any(m is None for m in masks) else np.stack(masks)
+    return np.stack(images), truth
+
+
+def _samples_of(meta: ModelMetadata, run_dir: Path | None, split: str) -> tuple[list[Any], str] | None:
+    """Samples of ``split`` from the run's training data, when its folder and split file are reachable."""
+    from crackscan.data.layouts import index_dataset
+    from crackscan.data.split import read_split, select_split
+
+    data = meta.extra.get("training_data") or {}
+    if meta.task == "classify":
+        entries = [(data.get("root"), run_dir / "split.json" if run_dir else None)]
+    else:
+        entries = [
+            (s.get("root"), (run_dir / s["split_file"]) if run_dir and s.get("split_file") else None)
+            for s in data.get("sources", [])
+        ]
+    samples: list[Any] = []
+    for root, split_file in entries:
+        if not root or split_file is None or not Path(root).is_dir() or not split_file.is_file():
+            continue
+        try:
+            samples += select_split(index_dataset(root), read_split(split_file), split)
+        except Exception as exc:  # a moved or edited data set: fall back to other inputs
+            log.info("training data %s not usable for export checks: %s", root, exc)
+    if not samples:
+        return None
+    return samples, f"the run's {split} split ({', '.join(str(r) for r, _ in entries if r)})"
+
+
+def _synthetic(meta: ModelMetadata, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from crackscan.data.synth import synth_sample
+
+    size = max(32, meta.input_size)
+    non_crack = next((i for i in range(len(meta.class_names)) if i != meta.crack_class), 0)
+    images, truth = [], []
+    for i in range(n):
+        crack = i % 2 == 0
+        image, mask, _ = synth_sample(np.random.default_rng([seed, i]), size, size, crack=crack)
+        images.append(_fit(image, meta.input_size))
+        if meta.task == "classify":
+            truth.append(meta.crack_class if crack else non_crack)
+        else:
+            truth.append(_fit(mask.astype(np.uint8), meta.input_size, nearest=True).astype(bool))
+    return np.stack(images), np.asarray(truth)
+
+
+def reference_data(
+    meta: ModelMetadata, run_dir: Path | None, calibration: str | Path | None = None, *, synthetic_n: int | None = None
+) -> ReferenceData:
+    """Inputs for the export checks, best source first.
+
+    1. the run's validation split (``extra.training_data`` + the run's split file), with
+       its training split for calibration; 2. ``calibration`` (a folder of images: class
+       folders or image/mask pairs give labels); 3. synthetic crack images from
+       :mod:`crackscan.data.synth` (labels and masks known exactly).
+    """
+    task = meta.task
+    read = _classify_samples if task == "classify" else _segment_samples
+    n_eval, n_cal = EVALUATION_IMAGES[task], CALIBRATION_IMAGES[task]
+    val = _samples_of(meta, run_dir, "val")
+    if val is not None:
+        images, truth = read(val[0], meta, n_eval)
+        if len(images):
+            train = _samples_of(meta, run_dir, "train")
+            cal = read(train[0], meta, n_cal)[0] if train else images[:n_cal]
+            return ReferenceData(images, truth, cal if len(cal) else images[:n_cal], val[1])
+    if calibration is not None:
+        from crackscan.data.layouts import LayoutKind, index_dataset
+        from crackscan.data.layouts import Sample as _Sample
+        from crackscan.evaluation.files import collect_images
+
+        root = Path(calibration)
+        try:
+            index = index_dataset(root)
+            wanted = LayoutKind.CLASS_FOLDERS if task == "classify" else LayoutKind.PAIRS
+            samples = list(index.samples) if index.layout is wanted else []
+        except Exception:
+            samples = []
+        if not samples:
+            files, _ = collect_images([root])
+            samples = [_Sample(image=f) for f in files]
+        images, truth = read(samples, meta, n_eval)
+        if not len(images):
+            raise ExportError(f"--calibration {root}: no readable images")
+        return ReferenceData(images, truth, images[:n_cal], f"--calibration {root}")
+    n = synthetic_n or (64 if task == "classify" else 8)
+    images, truth = _synthetic(meta, n, seed=1)
+    cal, _ = _synthetic(meta, min(n, n_cal), seed=2)
+    return ReferenceData(images, truth, cal, f"{n} synthetic images (crackscan.data.synth; no training data reachable)")
+
+
+def _scores(
+    predictor: Any, images: np.ndarray, truth: np.ndarray | None, reference: np.ndarray | None
+) -> dict[str, Any]:
+    """Accuracy and crack F1 (classification) or pixel accuracy and crack F1 (segmentation), in %.
+
+    Against ``truth`` when known, else against ``reference`` (the fp32 model's labels).
+    Returns the figures and the predicted labels.
+    """
+    from crackscan.metrics.classification import accuracy, precision_recall_f1
+
+    meta = predictor.metadata
+    if meta.task == "classify":
+        from crackscan.evaluation.inference import predict_labels
+
+        probs = np.concatenate([predictor.class_probabilities(images[i : i + 64]) for i in range(0, len(images), 64)])
+        pred = predict_labels(probs, meta.crack_class, meta.threshold)
+        positive = meta.crack_class
+    else:
+        maps = np.concatenate([predictor.probability_map(images[i : i + 4]) for i in range(0, len(images), 4)])
+        crack = maps if maps.ndim == 3 else maps[:, meta.crack_class]
+        pred = (crack >= meta.threshold).reshape(-1).astype(np.int64)
+        positive = 1
+    target = truth if truth is not None else reference
+    if target is None:
+        return {"labels": pred}
+    target = np.asarray(target).reshape(-1).astype(np.int64)
+    _, _, f1 = precision_recall_f1(target, pred, positive=positive)
+    return {"accuracy": 100.0 * accuracy(target, pred), "f1": 100.0 * f1, "labels": pred}
+
+
+def compare_int8(
+    fp32_path: Path, int8_path: Path, refs: ReferenceData, *, max_drop: float
+) -> tuple[bool, dict[str, Any]]:
+    """Score both models on the reference images.
+
+    Accepted when neither accuracy nor crack F1 drops by more than ``max_drop`` percentage points.
+    """
+    fp32 = OnnxPredictor(fp32_path)
+    int8 = OnnxPredictor(int8_path)
+    a = _scores(fp32, refs.evaluation, refs.truth, None)
+    b = _scores(int8, refs.evaluation, refs.truth, a["labels"])
+    if refs.truth is None:  # unlabelled images: fp32 is the reference, so it scores 100
+        a = {"accuracy": 100.0, "f1": 100.0, "labels": a["labels"]}
+    agreement = 100.0 * float((a["labels"] == b["labels"]).mean())
+    drop = max(a["accuracy"] - b["accuracy"], a["f1"] - b["f1"])
+    figures = {
+        "images": len(refs.evaluation),
+        "against": "labels" if refs.truth is not None else "the fp32 model's predictions",
+        "fp32_accuracy": round(a["accuracy"], 3),
+        "int8_accuracy": round(b["accuracy"], 3),
+        "fp32_f1": round(a["f1"], 3),
+        "int8_f1": round(b["f1"], 3),
+        "agreement": round(agreement, 3),
+        "drop_points": round(drop, 3),
+        "max_drop_points": max_drop,
+    }
+    return drop <= max_drop, figures
+
+
+def default_output(source: Path, run_dir: Path | None, precision: str) -> Path:
+    folder = source if source.is_dir() else (run_dir if source.suffix == ".ckpt" and run_dir else source.parent)
+    return folder / ("model.int8.onnx" if precision == "int8" else "model.onnx")
+
+
+def export_model(
+    source: str | Path,
+    *,
+    out: str | Path | None = None,
+    quantize: str | None = None,
+    method: str = INT8_METHOD,
+    opset: int = DEFAULT_OPSET,
+    calibration: str | Path | None = None,
+    max_drop: float = 0.5,
+) -> ExportResult:
+    """``crackscan export``: rebuild a trained network and write a checked ONNX model.
+
+    ``source``: ``model.pt``, a Lightning ``.ckpt`` or a run folder. The fp32 export is
+    parity-checked against torch on real inputs (see :func:`reference_data`). With
+    ``quantize="int8"`` the fp32 graph is quantised (``method`` static/dynamic) and kept
+    only when accuracy and F1 on the reference images drop by at most ``max_drop``
+    points; otherwise :class:`ExportRefused` is raised and nothing is written.
+    Default output: ``model.onnx`` / ``model.int8.onnx`` next to ``source``.
+    """
+    import copy
+    import tempfile
+
+    from crackscan.runtime.quantize import quantize_int8
+    from crackscan.runtime.torch_backend import load_torch_model
+
+    if quantize not in (None, "int8"):
+        raise ExportError(f"--quantize {quantize}: only int8 is supported")
+    source = Path(source)
+    loaded = load_torch_model(source)
+    precision = "int8" if quantize else "fp32"
+    target = Path(out) if out else default_output(source, loaded.run_dir, precision)
+    refs = reference_data(loaded.metadata, loaded.run_dir, calibration)
+    meta = copy.deepcopy(loaded.metadata)
+    meta.precision = "fp32"
+    meta.extra = {**meta.extra, "export": {"source": str(loaded.source), "opset": opset, "checked_on": refs.source}}
+    tolerance = PARITY_TOLERANCE[meta.task]
+    with tempfile.TemporaryDirectory(prefix="crackscan-export-") as tmp:
+        fp32_path = target if not quantize else Path(tmp) / "model.onnx"
+        parity = export_onnx(
+            loaded.model,
+            meta,
+            fp32_path,
+            parity_images=refs.evaluation[: PARITY_IMAGES[meta.task]],
+            opset=opset,
+            tolerance=tolerance,
+        )
+        fp32_size = fp32_path.stat().st_size
+        if not quantize:
+            return ExportResult(target, meta, "fp32", parity, refs.source, fp32_size, fp32_size)
+        int8_tmp = Path(tmp) / "model.int8.onnx"
+        quantize_int8(
+            fp32_path, int8_tmp, method=method, calibration_images=refs.calibration, calibration_source=refs.source
+        )  # type: ignore[arg-type]
+        accepted, figures = compare_int8(fp32_path, int8_tmp, refs, max_drop=max_drop)
+        figures.update(method=method, fp32_size_bytes=fp32_size, int8_size_bytes=int8_tmp.stat().st_size)
+        if not accepted:
+            raise ExportRefused(
+                f"INT8 model refused: accuracy/F1 drop {figures['drop_points']:.2f} points > allowed {max_drop:g} "
+                f"(accuracy {figures['fp32_accuracy']:.2f} → {figures['int8_accuracy']:.2f}, "
+                f"F1 {figures['fp32_f1']:.2f} → {figures['int8_f1']:.2f} on {figures['images']} images, {refs.source})",
+                figures,
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(target.name + ".tmp")
+        shutil.copyfile(int8_tmp, staged)
+        staged.replace(target)
+        int8_meta = OnnxPredictor(target).metadata
+        return ExportResult(
+            target, int8_meta, "int8", parity, refs.source, figures["int8_size_bytes"], fp32_size, figures
+        )

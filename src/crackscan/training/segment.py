@@ -1,0 +1,863 @@
+"""Crack segmentation training: data from several sets, crack-biased crops, Lightning, export.
+
+Recipe: each DATA set keeps its official test split out of training (a set without one
+gets a seeded split whose test part is kept out); validation is carved from the training
+part. Training sees random ``crop×crop`` windows of the cached, preprocessed images —
+two in three centred near a crack pixel, because cracks cover a few percent of pixels —
+with joint image/mask augmentation. Validation runs on whole images padded to a multiple
+of 32. After training the crack threshold is calibrated on the validation split
+(maximum pooled F1) and the model is exported to ``model.onnx`` with everything the
+runtime needs in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from crackscan.data.classes import canonical_class
+from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
+from crackscan.data.split import SplitPlan, make_split, read_split, select_split, write_split
+from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
+from crackscan.metrics.segmentation import ConfusionMatrix, PixelCounts, ToleranceCurve
+from crackscan.models.classifiers import normalisation_for
+from crackscan.models.segmenters import (
+    DEFAULT_ENCODER,
+    SIZE_MULTIPLE,
+    canonical_arch,
+    count_parameters,
+    create_segmenter,
+    load_encoder_pretrained,
+    timm_name,
+)
+from crackscan.runtime.export import export_onnx
+from crackscan.runtime.predictor import ModelMetadata
+from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec
+from crackscan.training.augment import segmentation_train_transform
+from crackscan.training.classify import TrainingDataError, _loggers
+from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS = ("cosine-warm-restarts", "plateau", "onecycle")
+CALIBRATION_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+# Licences of the public sets in ../shared/data (docs/data.md), used when a set has no licence file.
+KNOWN_LICENCES = {
+    "deepcrack": "non-commercial research and education only",
+    "crack500": "AFL-3.0 (source repo)",
+    "crackmix": "none stated",
+    "car_scratch": "MIT",
+    "car_damage": "none stated",
+    "ozgenel": "CC BY 4.0",
+}
+
+
+@dataclass
+class SegmentConfig:
+    data: list[str]
+    out: str = "runs/segment"
+    split: str | None = None
+    arch: str = "unet"
+    encoder: str = DEFAULT_ENCODER
+    loss: str | None = None  # None: hybrid for unet3plus, bce+dice otherwise
+    crop: int = 256
+    classes: int = 1
+    class_names: list[str] | None = None
+    scheduler: str = "cosine-warm-restarts"
+    grayscale: bool = False
+    clahe: bool = False
+    deglare: bool = False
+    epochs: int = 40
+    batch_size: int = 8
+    lr: float = 1e-3
+    decoder_channels: list[int] | None = None
+    deep_supervision: bool = True
+    cgm: bool = False
+    resume: bool = False
+    seed: int = 0
+    pretrained: bool = True
+    weights: str | None = None
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    mask_dir: str | None = None
+    limit: int | None = None  # at most N train and N val images per data set (quick runs, tests)
+    patience: int = 10
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    crack_bias: float = 2 / 3  # share of crops centred near a crack pixel
+    crops_per_image: int = 1
+    val_max_side: int = 1024  # larger validation images are centre-cropped to this (px)
+    max_minutes: float | None = None  # wall-clock budget (benchmarks)
+    workers: int = 0
+    command: str = field(default_factory=lambda: " ".join(["crackscan", *sys.argv[1:]]))
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or ("hybrid" if canonical_arch(self.arch) == "unet3plus" else "bce+dice")
+
+
+@dataclass
+class SegmentResult:
+    run_dir: Path
+    model_file: Path
+    weights_message: str
+    metrics: dict[str, float]
+    threshold: float
+    class_names: list[str]
+    train_seconds: float
+    onnx_bytes: int
+    parameters: int
+
+
+# ----------------------------------------------------------------------------- data sets
+@dataclass
+class SourceSplit:
+    """One DATA argument: its samples per split and where the split came from."""
+
+    name: str
+    root: Path
+    train: list[Sample]
+    val: list[Sample]
+    kept_out: int
+    split_source: str
+    split_file: Path
+    licence: str
+
+
+def parse_data_argument(arg: str) -> tuple[Path, str | None]:
+    """``ROOT`` or ``ROOT/train`` (a set's training part, e.g. ``deepcrack/train``).
+
+    A trailing split name that is not a folder of its own names which part of ROOT's
+    split to train on; only ``train`` is accepted, so test images never train a model.
+    """
+    path = Path(arg)
+    if path.is_dir() or path.name.lower() not in SPLIT_NAMES:
+        return path, None
+    split = SPLIT_NAMES[path.name.lower()]
+    if split != "train":
+        raise TrainingDataError(f"{arg}: only a set's train part can train a model (use {path.parent}/train)")
+    return path.parent, split
+
+
+def _licence(root: Path) -> str:
+    for pattern in ("SOURCE_LICENSE*", "LICENSE*", "LICENCE*"):
+        for f in sorted(root.glob(pattern)):
+            if f.is_file():
+                first = next((ln.strip() for ln in f.read_text(errors="replace").splitlines() if ln.strip()), "")
+                return f"{f.name}: {first[:120]}"
+    return KNOWN_LICENCES.get(root.name.lower(), "unknown")
+
+
+def resolve_sources(cfg: SegmentConfig, run_dir: Path) -> list[SourceSplit]:
+    """Index every DATA set, split it (official split kept, test kept out) and write split files."""
+    if not cfg.data:
+        raise TrainingDataError("give at least one data set (ROOT with images/ and masks/)")
+    if cfg.split and len(cfg.data) > 1:
+        raise TrainingDataError("--split applies to a single data set; with several, each gets its own split")
+    sources: list[SourceSplit] = []
+    used_names: set[str] = set()
+    for arg in cfg.data:
+        root, _ = parse_data_argument(arg)
+        index = index_dataset(root, mask_dir=cfg.mask_dir)
+        if index.layout is not LayoutKind.IMAGE_MASK_PAIRS:
+            raise TrainingDataError(
+                f"{root}: segmentation needs image/mask pairs (ROOT/images/ + ROOT/masks/), found class folders"
+            )
+        if not index.samples:
+            raise TrainingDataError(
+                f"{root}: no image has a mask with the same file stem in {index.mask_dir}/ "
+                f"({len(index.unmatched_images)} images without a mask)"
+            )
+        if cfg.split:
+            plan: SplitPlan = read_split(cfg.split)
+            how = f"split file {cfg.split}"
+        else:
+            plan = make_split(root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed, mask_dir=cfg.mask_dir)
+            how = (
+                "official split kept, val carved from train"
+                if plan.kept_official
+                else f"new stratified split (seed {cfg.seed}), test part kept out"
+            )
+        name = root.resolve().name or "data"
+        while name in used_names:
+            name += "_"
+        used_names.add(name)
+        split_file = run_dir / "splits" / f"{name}.json"
+        write_split(plan, split_file)
+        train = select_split(index, plan, "train") if plan.splits.get("train") else []
+        val = select_split(index, plan, "val") if plan.splits.get("val") else []
+        if cfg.limit:
+            train, val = train[: cfg.limit], val[: cfg.limit]
+        if not train:
+            raise TrainingDataError(f"{root}: the split leaves no training images")
+        kept_out = len(plan.splits.get("test", []))
+        sources.append(SourceSplit(name, root, train, val, kept_out, how, split_file, _licence(root)))
+    if not any(s.val for s in sources):
+        raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
+    return sources
+
+
+@dataclass
+class Decoded:
+    images: list[np.ndarray] = field(default_factory=list)  # H×W×3 uint8, preprocessed
+    masks: list[np.ndarray] = field(default_factory=list)  # H×W uint8 labels
+    names: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def decode_pairs(samples: list[Sample], *, classes: int, preprocess: dict[str, Any]) -> Decoded:
+    """Read every pair once (RAM cache), check sizes and labels, apply the preprocessing.
+
+    Unreadable files are skipped (listed in ``skipped``); image/mask size mismatches and
+    labels the model cannot represent raise :class:`TrainingDataError`.
+    """
+
+    def one(s: Sample) -> tuple[np.ndarray, np.ndarray] | str:
+        try:
+            image = read_image(s.image)
+            mask = read_mask(s.mask)  # type: ignore[arg-type]
+        except ImageReadError as exc:
+            return f"unreadable: {exc.reason}"
+        if image.shape[:2] != mask.labels.shape:
+            h, w = image.shape[:2]
+            mh, mw = mask.labels.shape
+            return f"size mismatch: image {w}×{h}, mask {mw}×{mh}"
+        labels = mask.labels
+        if classes == 1 and mask.kind is MaskKind.MULTICLASS and labels.max() > 1:
+            return (
+                "multi-class index mask "
+                f"(values {', '.join(map(str, sorted(set(np.unique(labels).tolist()))))}) in a binary run"
+            )
+        return apply_preprocess(image, preprocess), labels
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(one, samples))
+    out = Decoded()
+    fatal: list[str] = []
+    for s, r in zip(samples, results, strict=True):
+        if isinstance(r, str):
+            if r.startswith("unreadable"):
+                out.skipped.append({"path": str(s.image), "reason": r})
+            else:
+                fatal.append(f"{s.image.name}: {r}")
+            continue
+        out.images.append(r[0])
+        out.masks.append(r[1])
+        out.names.append(s.key)
+    if fatal:
+        hint = (
+            " — use --classes N for index masks or --mask-dir to pick a binary mask folder"
+            if any("multi-class" in f for f in fatal)
+            else " — run `crackscan data check` / `crackscan data fix`"
+        )
+        shown = "; ".join(fatal[:5]) + (f"; … and {len(fatal) - 5} more" if len(fatal) > 5 else "")
+        raise TrainingDataError(f"{len(fatal)} image/mask pair(s) cannot train: {shown}{hint}")
+    top = max((int(m.max()) for m in out.masks), default=0)
+    if classes > 1 and top >= classes:
+        raise TrainingDataError(f"masks hold label {top} but --classes {classes} allows 0..{classes - 1}")
+    return out
+
+
+def _check_labels(train: Decoded, classes: int) -> None:
+    present = set()
+    for m in train.masks:
+        present.update(np.unique(m).tolist())
+    if classes > 2 and len(present - {0}) <= 1:
+        raise TrainingDataError(
+            f"--classes {classes} but the training masks hold only "
+            f"{'background' if present <= {0} else 'background and one class'}: "
+            "train a binary model (--classes 1) or point --mask-dir at the multi-class masks"
+        )
+    if not (present - {0}):
+        raise TrainingDataError("no training mask holds a single crack pixel; nothing to learn")
+
+
+def _normalise(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    x = (image.astype(np.float32) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class CropDataset(Dataset):
+    """Random ``crop×crop`` training windows of cached images, biased towards cracks.
+
+    Images smaller than the crop are reflect-padded (image and mask alike) once. A share
+    ``crack_bias`` of windows is centred (± a quarter crop) on a random crack pixel; the
+    rest are uniform, so crack-free texture is still learnt as background.
+    """
+
+    def __init__(
+        self,
+        decoded: Decoded,
+        crop: int,
+        transform: Any,
+        mean: Any,
+        std: Any,
+        *,
+        crack_bias: float = 2 / 3,
+        length: int | None = None,
+        seed: int = 0,
+        max_coords: int = 4096,
+    ) -> None:
+        self.crop = crop
+        self.transform = transform
+        self.mean = np.asarray(mean, np.float32) * 255.0
+        self.std = np.asarray(std, np.float32) * 255.0
+        self.crack_bias = crack_bias
+        self.rng = np.random.default_rng(seed)
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.coords: list[np.ndarray] = []
+        for image, mask in zip(decoded.images, decoded.masks, strict=True):
+            h, w = mask.shape
+            if h < crop or w < crop:
+                pad = ((0, max(0, crop - h)), (0, max(0, crop - w)))
+                mode = "reflect" if crop - h < h and crop - w < w else "symmetric"
+                image = np.pad(image, (*pad, (0, 0)), mode=mode)
+                mask = np.pad(mask, pad, mode=mode)
+            fg = np.flatnonzero(mask.ravel())
+            if len(fg) > max_coords:  # a sample of crack pixels is enough to aim at
+                fg = self.rng.choice(fg, max_coords, replace=False)
+            self.images.append(image)
+            self.masks.append(mask)
+            self.coords.append(fg.astype(np.int64))
+        self.length = length or len(self.images)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def window(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask, fg = self.images[i], self.masks[i], self.coords[i]
+        h, w = mask.shape
+        c = self.crop
+        if len(fg) and self.rng.random() < self.crack_bias:
+            y, x = divmod(int(fg[self.rng.integers(len(fg))]), w)
+            jitter = self.rng.integers(-(c // 4), c // 4 + 1, size=2)
+            top = int(np.clip(y + jitter[0] - c // 2, 0, h - c))
+            left = int(np.clip(x + jitter[1] - c // 2, 0, w - c))
+        else:
+            top, left = int(self.rng.integers(0, h - c + 1)), int(self.rng.integers(0, w - c + 1))
+        return image[top : top + c, left : left + c], mask[top : top + c, left : left + c]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.window(i % len(self.images))
+        out = self.transform(image=image, mask=mask)
+        return _normalise(out["image"], self.mean, self.std), torch.from_numpy(out["mask"].astype(np.int64))
+
+
+class WholeImageDataset(Dataset):
+    """Validation images padded to a multiple of 32 (centre-cropped beyond ``max_side``).
+
+    Items are ``(x, labels, (h, w))``: metrics use only the top-left ``h×w`` (the padding
+    is reflection, not truth).
+    """
+
+    def __init__(self, decoded: Decoded, mean: Any, std: Any, *, max_side: int = 1024) -> None:
+        self.mean = np.asarray(mean, np.float32) * 255.0
+        self.std = np.asarray(std, np.float32) * 255.0
+        self.items: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]] = []
+        limit = max(SIZE_MULTIPLE, max_side - max_side % SIZE_MULTIPLE)
+        for image, mask in zip(decoded.images, decoded.masks, strict=True):
+            h, w = mask.shape
+            if h > limit or w > limit:
+                top, left = max(0, (h - limit) // 2), max(0, (w - limit) // 2)
+                image = image[top : top + limit, left : left + limit]
+                mask = mask[top : top + limit, left : left + limit]
+            padded, hw = pad_to_multiple(image, SIZE_MULTIPLE)
+            padded_mask, _ = pad_to_multiple(mask, SIZE_MULTIPLE)
+            self.items.append((padded, padded_mask, hw))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def shape_of(self, i: int) -> tuple[int, int]:
+        return self.items[i][0].shape[:2]  # type: ignore[return-value]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, mask, hw = self.items[i]
+        return _normalise(image, self.mean, self.std), torch.from_numpy(mask.astype(np.int64)), torch.tensor(hw)
+
+
+class SameShapeBatches(Sampler[list[int]]):
+    """Batches of images with equal padded shape (whole-image validation of mixed sizes)."""
+
+    def __init__(self, dataset: WholeImageDataset, batch_size: int) -> None:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in range(len(dataset)):
+            groups.setdefault(dataset.shape_of(i), []).append(i)
+        self.batches = [idx[k : k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+# ----------------------------------------------------------------------------- model
+def crack_probabilities(logits: torch.Tensor, crack_class: int = 1) -> torch.Tensor:
+    """N×H×W crack probability from N×C×H×W logits (sigmoid for C = 1, softmax otherwise)."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=1)[:, crack_class]
+
+
+class SegmenterModule(L.LightningModule):
+    """Loss, optimiser, schedule and validation metrics around any segmenter."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        *,
+        classes: int,
+        crack_class: int,
+        lr: float,
+        scheduler: str,
+        epochs: int,
+        steps_per_epoch: int,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = DeepSupervisionLoss(loss)
+        self.classes = classes
+        self.crack_class = crack_class
+        self.lr = lr
+        self.scheduler = scheduler
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.images_seen = 0
+        self._counts: PixelCounts | ConfusionMatrix = PixelCounts()
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss(self.model(x), y)
+        self.images_seen += len(x)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._counts = PixelCounts() if self.classes == 1 else ConfusionMatrix(self.classes)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y, hw = batch
+        logits = self.model(x)
+        self.log("val_loss", self.loss(logits, y), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        update_counts(self._counts, logits, y, hw, self.crack_class, threshold=0.5)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in counts_summary(self._counts, self.crack_class).items():
+            self.log(f"val_{name}", value, prog_bar=name == "iou", sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=1e-4)
+        if self.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": "val_iou"}}
+        if self.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.lr, total_steps=max(2, self.epochs * self.steps_per_epoch), pct_start=0.2
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        # Warm restarts: cycles of 10 epochs (doubling) shake the decoder out of
+        # "all background", the usual first minimum of a rare-class problem.
+        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=max(1, min(10, self.epochs)), T_mult=2, eta_min=self.lr * 0.01
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+@torch.no_grad()
+def update_counts(
+    counts: PixelCounts | ConfusionMatrix,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    hw: torch.Tensor,
+    crack_class: int,
+    *,
+    threshold: float = 0.5,
+) -> None:
+    """Add a padded batch to the metric accumulators, each image cropped to its real size."""
+    if isinstance(counts, PixelCounts):
+        probs = crack_probabilities(logits.float(), crack_class).cpu().numpy()
+        target = labels.cpu().numpy()
+        for p, t, (h, w) in zip(probs, target, hw.tolist(), strict=True):
+            counts.update(p[:h, :w], t[:h, :w] > 0, threshold)
+    else:
+        pred = logits.argmax(dim=1).cpu().numpy()
+        target = labels.cpu().numpy()
+        for p, t, (h, w) in zip(pred, target, hw.tolist(), strict=True):
+            counts.update(p[:h, :w], t[:h, :w])
+
+
+def counts_summary(counts: PixelCounts | ConfusionMatrix, crack_class: int) -> dict[str, float]:
+    """Crack IoU, Dice/F1, precision and recall (pooled over pixels), in [0, 1].
+
+    Multi-class: ``iou``/``dice`` are means over the foreground classes present; precision
+    and recall are the crack class's.
+    """
+    if isinstance(counts, PixelCounts):
+        if not counts.n:
+            return {"iou": 0.0, "dice": 0.0, "precision": 0.0, "recall": 0.0}
+        return {"iou": counts.iou, "dice": counts.dice, "precision": counts.precision, "recall": counts.recall}
+    m = counts.matrix.astype(np.float64)
+    iou, dice = counts.iou()[1:], counts.dice()[1:]
+    tp = m[crack_class, crack_class]
+    return {
+        "iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
+        "dice": float(np.nanmean(dice)) if np.isfinite(dice).any() else 0.0,
+        "precision": float(tp / m[:, crack_class].sum()) if m[:, crack_class].sum() else 0.0,
+        "recall": float(tp / m[crack_class].sum()) if m[crack_class].sum() else 0.0,
+        "crack_iou": float(counts.iou()[crack_class]) if np.isfinite(counts.iou()[crack_class]) else 0.0,
+    }
+
+
+class Throughput(Callback):
+    """Training images per second, timed over training epochs only (not validation)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.images = 0
+        self._t0 = 0.0
+        self._seen0 = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+        self._seen0 = getattr(pl_module, "images_seen", 0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds += time.perf_counter() - self._t0
+        self.images += getattr(pl_module, "images_seen", 0) - self._seen0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------- run
+def _class_names(cfg: SegmentConfig) -> list[str]:
+    n = max(2, cfg.classes)
+    if cfg.class_names:
+        if len(cfg.class_names) != n:
+            raise TrainingDataError(f"--class-names needs {n} names (background first), got {len(cfg.class_names)}")
+        return list(cfg.class_names)
+    if cfg.classes == 1:
+        return ["background", "crack"]
+    return ["background", *(f"class_{i}" for i in range(1, n))]
+
+
+def _crack_class(names: list[str]) -> int:
+    for i, name in enumerate(names[1:], start=1):
+        if canonical_class(name) == "crack":
+            return i
+    return 1
+
+
+def _plot_curves(metrics_csv: Path, out_png: Path) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs: dict[int, dict[str, float]] = {}
+    for row in csv.DictReader(metrics_csv.open()):
+        if row.get("epoch", "") == "":
+            continue
+        entry = epochs.setdefault(int(float(row["epoch"])), {})
+        entry.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
+    xs = sorted(epochs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = (("loss", ("train_loss", "val_loss")), ("crack IoU / Dice (val)", ("val_iou", "val_dice")))
+    for ax, (label, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            pts = [(x + 1, epochs[x][key]) for x in xs if key in epochs[x]]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("segmentation training")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def calibrate(
+    model: nn.Module, loader: DataLoader, *, classes: int, crack_class: int
+) -> tuple[float, dict[str, float]]:
+    """The crack threshold in [0.05, 0.95] maximising pooled pixel F1 on ``loader``, and metrics.
+
+    Metrics: pooled IoU/Dice/precision/recall at that threshold, ODS/OIS F1 with a 2-px
+    tolerance, and the calibrated F1. Multi-class models keep 0.5 (their masks are argmax).
+    """
+    model.eval()
+    exact = ToleranceCurve(CALIBRATION_THRESHOLDS.copy(), 0.0)
+    tolerant = ToleranceCurve()
+    maps: list[tuple[np.ndarray, np.ndarray]] = []
+    confusion = ConfusionMatrix(classes) if classes > 1 else None
+    for x, y, hw in loader:
+        logits = model(x)
+        probs = crack_probabilities(logits.float(), crack_class).numpy()
+        if confusion is not None:
+            update_counts(confusion, logits, y, hw, crack_class)
+        for p, t, (h, w) in zip(probs, y.numpy(), hw.tolist(), strict=True):
+            truth = t[:h, :w] == crack_class if classes > 1 else t[:h, :w] > 0
+            exact.update(p[:h, :w], truth)
+            tolerant.update(p[:h, :w], truth)
+            maps.append((p[:h, :w], truth))
+    if not maps:
+        return 0.5, {}
+    threshold = float(exact.ods_threshold) if classes == 1 else 0.5
+    metrics: dict[str, float] = {"calibrated_f1": float(exact.ods_f1)}
+    if confusion is not None:
+        metrics.update(counts_summary(confusion, crack_class))
+    else:
+        pixel = PixelCounts()
+        for p, t in maps:
+            pixel.update(p, t, threshold)
+        metrics.update(counts_summary(pixel, crack_class))
+    metrics.update(
+        ods_f1=tolerant.ods_f1, ods_threshold=tolerant.ods_threshold, ois_f1=tolerant.ois_f1, n_images=float(len(maps))
+    )
+    return threshold, metrics
+
+
+def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
+    """Train, calibrate and export a segmenter; everything lands in ``cfg.out``."""
+    if cfg.scheduler not in SCHEDULERS:
+        raise TrainingDataError(f"unknown scheduler {cfg.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if cfg.crop % SIZE_MULTIPLE:
+        raise TrainingDataError(f"--crop must be a multiple of {SIZE_MULTIPLE} px, got {cfg.crop}")
+    if cfg.classes < 1:
+        raise TrainingDataError("--classes must be >= 1 (1 = binary crack mask)")
+    run_dir = Path(cfg.out)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
+        raise TrainingDataError(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
+    if cfg.resume and not last.is_file():
+        raise TrainingDataError(f"--resume: no checkpoint at {last}")
+    class_names = _class_names(cfg)
+    crack_class = _crack_class(class_names)
+    # Build the model before touching the run folder: a bad --arch/--encoder leaves nothing behind.
+    model = create_segmenter(
+        cfg.arch, cfg.encoder, cfg.classes, decoder_channels=cfg.decoder_channels,
+        deep_supervision=cfg.deep_supervision, cgm=cfg.cgm,
+    )  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    sources = resolve_sources(cfg, run_dir)
+    preprocess = preprocess_spec(grayscale=cfg.grayscale, clahe=cfg.clahe, deglare=cfg.deglare)
+    train = Decoded()
+    val = Decoded()
+    for src in sources:
+        for samples, into in ((src.train, train), (src.val, val)):
+            part = decode_pairs(samples, classes=cfg.classes, preprocess=preprocess)
+            into.images += part.images
+            into.masks += part.masks
+            into.names += part.names
+            into.skipped += part.skipped
+    for p in train.skipped + val.skipped:
+        log.warning("skipped %s: %s", p["path"], p["reason"])
+    if not train.images or not val.images:
+        raise TrainingDataError("no readable training or validation pairs left after skipping unreadable files")
+    _check_labels(train, cfg.classes)
+
+    norm = normalisation_for(timm_name(cfg.encoder))
+    weights_message = load_encoder_pretrained(model, cfg.encoder, cfg.weights, cfg.pretrained)
+    log.info("weights: %s", weights_message)
+    crack_fraction = float(np.mean([(m > 0).mean() for m in train.masks]))
+    loss = create_loss(cfg.loss_name, cfg.classes, pos_weight=pos_weight_for(crack_fraction))
+
+    transform = segmentation_train_transform()
+    transform.set_random_seed(cfg.seed)
+    length = max(len(train.images) * cfg.crops_per_image, cfg.batch_size)
+    train_ds = CropDataset(
+        train, cfg.crop, transform, norm.mean, norm.std, crack_bias=cfg.crack_bias, length=length, seed=cfg.seed
+    )
+    val_ds = WholeImageDataset(val, norm.mean, norm.std, max_side=cfg.val_max_side)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(
+        train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator, num_workers=cfg.workers
+    )
+    val_dl = DataLoader(val_ds, batch_sampler=SameShapeBatches(val_ds, max(1, cfg.batch_size // 2)), num_workers=0)
+
+    module = SegmenterModule(
+        model,
+        loss,
+        classes=cfg.classes,
+        crack_class=crack_class,
+        lr=cfg.lr,
+        scheduler=cfg.scheduler,
+        epochs=cfg.epochs,
+        steps_per_epoch=len(train_dl),
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-{epoch:02d}-{val_iou:.4f}",
+        monitor="val_iou",
+        mode="max",
+        save_last=True,
+        save_top_k=1,
+    )
+    throughput = Throughput()
+    callbacks: list[Callback] = [
+        checkpoint,
+        EarlyStopping(monitor="val_iou", mode="max", patience=cfg.patience),
+        LearningRateMonitor(logging_interval="epoch"),
+        throughput,
+    ]
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    except (ImportError, ModuleNotFoundError):
+        pass
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
+        accelerator=cfg.accelerator,
+        devices=devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        callbacks=callbacks,
+        logger=_loggers(run_dir),
+        deterministic=False,
+        log_every_n_steps=10,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(run_dir),
+    )
+    started = time.perf_counter()
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if cfg.resume else None)
+    train_seconds = time.perf_counter() - started
+
+    best = checkpoint.best_model_path or str(last)
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    model = module.model.cpu().eval()
+
+    calib_dl = DataLoader(val_ds, batch_sampler=SameShapeBatches(val_ds, max(1, cfg.batch_size // 2)))
+    threshold, val_metrics = calibrate(model, calib_dl, classes=cfg.classes, crack_class=crack_class)
+    metrics = {f"val_{k}": float(v) for k, v in val_metrics.items()}
+    metrics["train_images_per_s"] = round(throughput.images_per_second, 2)
+    log.info("calibrated threshold %.2f (val F1 %.3f)", threshold, val_metrics.get("calibrated_f1", math.nan))
+
+    data_summary = {
+        "sources": [
+            {
+                "name": s.name,
+                "root": str(s.root.resolve()),
+                "split": s.split_source,
+                "split_file": str(s.split_file.relative_to(run_dir)),
+                "counts": {"train": len(s.train), "val": len(s.val), "test_kept_out": s.kept_out},
+                "licence": s.licence,
+            }
+            for s in sources
+        ],
+        "train_images": len(train.images),
+        "val_images": len(val.images),
+        "crack_pixel_fraction": round(crack_fraction, 5),
+        "skipped": len(train.skipped) + len(val.skipped),
+    }
+    metadata = ModelMetadata(
+        task="segment",
+        arch=canonical_arch(cfg.arch),
+        class_names=class_names,
+        crack_class=crack_class,
+        input_size=cfg.crop,
+        mean=norm.mean,
+        std=norm.std,
+        threshold=threshold,
+        extra={
+            "encoder": timm_name(cfg.encoder),
+            "size_multiple": SIZE_MULTIPLE,
+            "preprocess": preprocess,
+            "loss": cfg.loss_name,
+            "decoder_channels": cfg.decoder_channels,
+            "training_data": data_summary,
+            "metrics": metrics,
+            "command": cfg.command,
+            "weights": weights_message,
+            "train_seconds": round(train_seconds, 1),
+        },
+    )
+    first = val_ds.shape_of(0)
+    same = [i for i in range(len(val_ds)) if val_ds.shape_of(i) == first][:4]
+    parity_images = np.stack([val_ds.items[i][0] for i in same])
+    model_file = run_dir / "model.onnx"
+    metrics.update(export_onnx(model, metadata, model_file, parity_images=parity_images, tolerance=2e-4))
+    torch.save({"state_dict": model.state_dict(), "metadata": json.loads(metadata.to_json())}, run_dir / "model.pt")
+
+    csv_path = run_dir / "logs" / "metrics.csv"
+    if csv_path.is_file():
+        shutil.copyfile(csv_path, run_dir / "metrics.csv")
+        try:
+            _plot_curves(csv_path, run_dir / "curves.png")
+        except ImportError:
+            log.warning("matplotlib missing: no curves.png")
+    parameters = count_parameters(model)
+    onnx_bytes = model_file.stat().st_size
+    (run_dir / "result.json").write_text(
+        json.dumps(
+            {
+                "metrics": metrics,
+                "threshold": threshold,
+                "weights": weights_message,
+                "class_names": class_names,
+                "parameters": parameters,
+                "onnx_bytes": onnx_bytes,
+                "train_seconds": round(train_seconds, 1),
+                "model_file": str(model_file),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return SegmentResult(
+        run_dir, model_file, weights_message, metrics, threshold, class_names, train_seconds, onnx_bytes, parameters
+    )
+
+
+__all__ = [
+    "SCHEDULERS",
+    "CropDataset",
+    "SegmentConfig",
+    "SegmentResult",
+    "SegmenterModule",
+    "WholeImageDataset",
+    "calibrate",
+    "crack_probabilities",
+    "parse_data_argument",
+    "resolve_sources",
+    "train_segmenter",
+]

@@ -1,0 +1,248 @@
+"""Segmentation models, losses and `crackscan train segment` on tiny data made in the test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning")
+pytest.importorskip("segmentation_models_pytorch")
+
+from crackscan.cli import app  # noqa: E402
+from crackscan.data.synth import generate_dataset  # noqa: E402
+from crackscan.models.segmenters import (  # noqa: E402
+    FIRST_CLASS,
+    create_segmenter,
+    encoder_module,
+    load_encoder_pretrained,
+)
+from crackscan.runtime.predictor import load_predictor  # noqa: E402
+from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec  # noqa: E402
+from crackscan.training.losses import LOSSES, DeepSupervisionLoss, create_loss, ms_ssim  # noqa: E402
+
+runner = CliRunner()
+TINY = "resnet18"  # cheapest timm encoder to build without weights
+ARGS = ["--crop", "64", "--epochs", "1", "--batch-size", "4", "--accelerator", "cpu", "--val-fraction", "0.25"]
+
+
+@pytest.fixture(scope="module")
+def synth_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("seg") / "data"
+    generate_dataset(root, task="segment", n=8, size=64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_set: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("seg-run") / "run"
+    result = runner.invoke(app, ["train", "segment", str(synth_set), "--out", str(out), *ARGS])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+# ----------------------------------------------------------------------------- models
+@pytest.mark.parametrize("arch", FIRST_CLASS)
+def test_every_architecture_gives_full_size_logits(arch: str) -> None:
+    model = create_segmenter(arch, TINY, 2, decoder_channels=[32, 16, 16, 8, 8] if arch != "fpn" else [32]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 2, 64, 64)
+
+
+@pytest.mark.parametrize("cgm", [False, True])
+def test_unet3plus_deep_supervision_and_cgm(cgm: bool) -> None:
+    model = create_segmenter("unet3plus", TINY, 1, decoder_channels=[8], cgm=cgm)
+    x = torch.randn(2, 3, 64, 96)
+    model.train()
+    out = model(x)
+    assert isinstance(out, dict) and len(out["masks"]) == 5
+    assert all(m.shape == (2, 1, 64, 96) for m in out["masks"])
+    assert (out["presence"] is not None) == cgm
+    if cgm:
+        assert out["presence"].shape == (2, 1)
+    target = (torch.rand(2, 64, 96) > 0.9).long()
+    loss = DeepSupervisionLoss(create_loss("hybrid"))(out, target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        single = model(x)
+    assert isinstance(single, torch.Tensor) and single.shape == (2, 1, 64, 96)
+
+
+def test_unknown_arch_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown architecture"):
+        create_segmenter("segnet-9000", TINY)
+
+
+def test_offline_lite0_encoder_weights_load_completely() -> None:
+    model = create_segmenter("unet", "tf_efficientnet_lite0", 1)
+    message = load_encoder_pretrained(model, "tf_efficientnet_lite0", None, True)
+    assert message.startswith("ImageNet EfficientNet-Lite0 (offline package)")
+    loaded, total = message.rsplit(" ", 2)[-2].split("/")
+    assert loaded == total and int(total) > 200
+    from crackscan.models.pretrained import lite0_package_state_dict
+
+    ref = lite0_package_state_dict()["conv_stem.weight"]
+    assert torch.equal(encoder_module(model).state_dict()["conv_stem.weight"], ref)
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("classes", [1, 3])
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_are_finite_with_gradients(name: str, classes: int) -> None:
+    loss = create_loss(name, classes, pos_weight=8.0)
+    logits = torch.randn(2, classes, 48, 48, requires_grad=True)
+    target = torch.randint(0, max(2, classes), (2, 48, 48))
+    target[1] = 0  # an image without any crack must not produce NaN
+    value = loss(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_ms_ssim_is_one_for_identical_maps_and_works_on_small_crops() -> None:
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(2), atol=1e-4)
+    assert (ms_ssim(x, 1 - x) < 0.9).all()
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def test_preprocessing_is_deterministic_and_keeps_shape() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 200, (40, 70, 3), dtype=np.uint8)
+    image[5:12, 5:12] = 255  # a glare spot
+    spec = preprocess_spec(grayscale=True, clahe=True, deglare=True)
+    assert spec["steps"] == ["deglare", "clahe", "grayscale"]
+    out = apply_preprocess(image, spec)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[:, :, 0], out[:, :, 2])
+    assert np.array_equal(out, apply_preprocess(image, json.loads(json.dumps(spec))))
+    assert apply_preprocess(image, {"steps": []}) is image
+    padded, hw = pad_to_multiple(image, 32)
+    assert padded.shape[:2] == (64, 96) and hw == (40, 70)
+
+
+# ----------------------------------------------------------------------------- training runs
+def test_train_segment_writes_a_calibrated_exported_run(trained_run: tuple[Path, str]) -> None:
+    out, output = trained_run
+    assert "ImageNet EfficientNet-Lite0 (offline package)" in output
+    for name in ("config.json", "metrics.csv", "curves.png", "model.onnx", "model.pt", "result.json"):
+        assert (out / name).is_file(), name
+    assert (out / "splits" / "data.json").is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    predictor = load_predictor(out / "model.onnx")
+    meta = predictor.metadata
+    assert meta.task == "segment" and meta.class_names == ["background", "crack"] and meta.crack_class == 1
+    assert meta.input_size == 64 and meta.extra["size_multiple"] == 32
+    assert 0.05 <= meta.threshold <= 0.95
+    result = json.loads((out / "result.json").read_text())
+    assert result["threshold"] == meta.threshold
+    assert meta.extra["preprocess"] == {"steps": []}
+    assert meta.extra["training_data"]["sources"][0]["counts"]["test_kept_out"] >= 1
+    assert "val_iou" in meta.extra["metrics"] and "val_ods_f1" in meta.extra["metrics"]
+    # whole model.pt loads without pickles
+    saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert saved["metadata"]["threshold"] == meta.threshold
+
+
+def test_onnx_matches_torch_on_other_sizes(trained_run: tuple[Path, str]) -> None:
+    out, _ = trained_run
+    saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    model = create_segmenter("unet", "tf_efficientnet_lite0", 1).eval()
+    model.load_state_dict(saved["state_dict"])
+    predictor = load_predictor(out / "model.onnx")
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, 96, 160, 3), dtype=np.uint8)  # 3×5 blocks of 32: not the export size
+    onnx_probs = predictor.probability_map(images)
+    meta = predictor.metadata
+    x = (images.astype(np.float32) / 255.0 - np.array(meta.mean, np.float32)) / np.array(meta.std, np.float32)
+    with torch.no_grad():
+        torch_probs = torch.sigmoid(model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())))[:, 0].numpy()
+    assert onnx_probs.shape == (2, 96, 160)
+    assert np.abs(onnx_probs - torch_probs).max() < 2e-4
+
+
+def test_resume_continues_a_run(trained_run: tuple[Path, str], synth_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(trained_run[0], out)
+    base = ["train", "segment", str(synth_set), "--out", str(out), *ARGS]
+    again = runner.invoke(app, base)
+    assert again.exit_code == 1 and "--resume" in again.output
+    resumed = runner.invoke(app, [*base, "--epochs", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    epochs = {row.split(",")[0] for row in (out / "metrics.csv").read_text().splitlines()[1:]}
+    assert "1" in epochs and "0" not in epochs  # the resumed run starts at epoch 1
+
+
+def _index_mask_set(root: Path, n: int = 6, size: int = 64, classes: int = 3) -> Path:
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        image = rng.normal(140, 15, (size, size, 3)).clip(0, 255).astype(np.uint8)
+        labels = np.zeros((size, size), np.uint8)
+        labels[10 + i : 14 + i, 5:60] = 1  # a "scratch"
+        if classes > 2:
+            labels[40:55, 40:55] = 2  # a "wheel"
+            image[40:55, 40:55] = 30
+        image[labels == 1] = 60
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "images" / f"car_{i}.png")
+        Image.fromarray(labels, mode="L").save(root / "masks" / f"car_{i}.png")
+    return root
+
+
+def test_multiclass_index_masks(tmp_path: Path) -> None:
+    data = _index_mask_set(tmp_path / "cars")
+    out = tmp_path / "run"
+    names = "background,scratch,wheel"
+    multi = ["--no-pretrained", "--arch", "fpn", "--decoder-channels", "32", *ARGS]
+    result = runner.invoke(
+        app,
+        ["train", "segment", str(data), "--out", str(out), "--classes", "3", "--class-names", names, *multi],
+    )
+    assert result.exit_code == 0, result.output
+    predictor = load_predictor(out / "model.onnx")
+    assert predictor.metadata.class_names == ["background", "scratch", "wheel"]
+    assert predictor.metadata.crack_class == 1
+    probs = predictor.probability_map(np.zeros((1, 64, 96, 3), np.uint8))
+    assert probs.shape == (1, 3, 64, 96) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["no_masks", "size_mismatch", "empty_folder", "single_class", "index_in_binary"])
+def test_bad_data_sets_get_clear_errors(tmp_path: Path, case: str) -> None:
+    data = tmp_path / "data"
+    extra: list[str] = []
+    if case == "no_masks":
+        for cls in ("crack", "no_crack"):
+            (data / cls).mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(data / cls / "a.png")
+        expected = "image/mask pairs"
+    elif case == "size_mismatch":
+        generate_dataset(data, task="segment", n=6, size=64)
+        mask = next((data / "masks").iterdir())
+        Image.new("L", (32, 32)).save(mask)
+        expected = "size mismatch"
+    elif case == "empty_folder":
+        data.mkdir()
+        expected = "no images"
+    elif case == "single_class":
+        generate_dataset(data, task="segment", n=6, size=64)
+        extra = ["--classes", "4"]
+        expected = "background and one class"
+    else:
+        _index_mask_set(data)
+        expected = "--classes"
+    result = runner.invoke(
+        app, ["train", "segment", str(data), "--out", str(tmp_path / "run"), "--no-pretrained", *ARGS, *extra]
+    )
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())  # rich wraps long messages
+    assert "error" in text and expected in text
+    assert "Traceback" not in text
