@@ -248,7 +248,7 @@ def test_non_model_files_give_a_clear_error(dataset: Path, tmp_path: Path) -> No
             assert "error" in result.output and "Traceback" not in result.output
 
 
-def test_segmentation_model_is_not_built_yet(dataset: Path, tmp_path: Path) -> None:
+def test_segmentation_model_on_class_folders_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
 
     from crackscan.runtime.export import export_onnx
@@ -258,8 +258,8 @@ def test_segmentation_model_is_not_built_yet(dataset: Path, tmp_path: Path) -> N
     path = tmp_path / "seg.onnx"
     export_onnx(torch.nn.Conv2d(3, 1, 1), meta, path)
     result = invoke("evaluate", path, dataset, "--split", "all")
-    assert result.exit_code == 2
-    assert "segmentation evaluation is not built yet" in result.output
+    assert result.exit_code == 1
+    assert "image/mask" in result.output and "Traceback" not in result.output
 
 
 # ---------------------------------------------------------------- predict

@@ -36,7 +36,7 @@ def evaluate_model(
     """Evaluate ``predictor`` on the labelled data set ``data``; the result type depends on the task.
 
     Classification returns a :class:`~crackscan.evaluation.classification.ClassificationEvaluation`.
-    Raises :class:`NotBuiltError` for segmentation models (not built yet).
+    Segmentation returns a :class:`~crackscan.evaluation.segmentation.SegmentationEvaluation`.
     """
     task = predictor.metadata.task
     if task == "classify":
@@ -45,5 +45,7 @@ def evaluate_model(
         selection = select_samples(data, split, split_file)
         return evaluate_classifier(predictor, selection, batch_size=batch_size, progress=progress)
     if task == "segment":
-        raise NotBuiltError("segmentation evaluation is not built yet (planned in issue #4)")
+        from crackscan.evaluation.segmentation import evaluate_segmenter, select_pairs
+
+        return evaluate_segmenter(predictor, select_pairs(data, split, split_file), progress=progress)
     raise NotBuiltError(f"evaluation of {task!r} models is not supported")
