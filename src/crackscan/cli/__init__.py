@@ -14,6 +14,7 @@ from crackscan.cli.export import export as export_cmd
 from crackscan.cli.inspect import inspect as inspect_cmd
 from crackscan.cli.measure import measure as measure_cmd
 from crackscan.cli.predict import predict as predict_cmd
+from crackscan.cli.serve import serve as serve_cmd
 
 app = typer.Typer(
     name="crackscan",
@@ -30,6 +31,7 @@ app.command("measure")(measure_cmd)
 app.command("inspect")(inspect_cmd)
 app.command("export")(export_cmd)
 app.command("bench")(bench_cmd)
+app.command("serve")(serve_cmd)
 register_pending(app)
 
 

@@ -10,9 +10,7 @@ import typer
 from rich.console import Console
 
 # name -> (what it will do, the issue that builds it)
-PENDING: dict[str, tuple[str, str]] = {
-    "serve": ("the HTTP inference service", "#7"),
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 _err = Console(stderr=True)
 

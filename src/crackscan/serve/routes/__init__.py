@@ -1,0 +1,1 @@
+"""Routers, one per area: health, models, inference, metrics, the web page."""
