@@ -535,21 +535,27 @@ def counts_summary(counts: PixelCounts | ConfusionMatrix, crack_class: int) -> d
 
 
 class Throughput(Callback):
-    """Training images per second, timed over training epochs only (not validation)."""
+    """Training images per second: forward, backward and optimiser step of each batch.
+
+    Timed per batch because Lightning runs validation inside the training epoch; data
+    loading (crop + augmentation) is not included.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.images = 0
         self._t0 = 0.0
-        self._seen0 = 0
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._t0 = time.perf_counter()
-        self._seen0 = getattr(pl_module, "images_seen", 0)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.seconds += time.perf_counter() - self._t0
-        self.images += getattr(pl_module, "images_seen", 0) - self._seen0
+        self.images += len(batch[0])
 
     @property
     def images_per_second(self) -> float:
