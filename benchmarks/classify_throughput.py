@@ -11,7 +11,8 @@ Usage (from the repository root)::
 
     python benchmarks/classify_throughput.py --model crack-cls --images ../shared/data/ozgenel --n 2000
 
-Prints a table and, with ``--json``, writes the figures.
+Prints a table and, with ``--json``, writes the figures. The measuring functions live in
+:mod:`crackscan.bench` (``crackscan bench`` adds torch eager and INT8 to the same table).
 """
 
 from __future__ import annotations
@@ -20,66 +21,12 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from crackscan.evaluation import collect_images, open_model
-from crackscan.evaluation.inference import classify_files
-
-
-def seeds_baseline(files: list[Path], batch_size: int = 32) -> dict[str, float]:
-    import torch
-    import torchvision
-    from PIL import Image
-    from torchvision import transforms
-
-    model = torchvision.models.resnet18(weights=None)
-    model.fc = torch.nn.Linear(model.fc.in_features, 2)
-    model.eval()
-    tf = transforms.Compose(
-        [
-            transforms.Resize((224, 224)),
-            transforms.ToTensor(),
-            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        ]
-    )
-    latencies = []
-    started = time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, len(files), batch_size):
-            t = time.perf_counter()
-            x = torch.stack([tf(Image.open(f).convert("RGB")) for f in files[i : i + batch_size]])
-            torch.softmax(model(x), dim=1)
-            latencies.append(time.perf_counter() - t)
-    total = time.perf_counter() - started
-    return _figures(len(files), total, latencies, batch_size)
-
-
-def crackscan_path(model: str, files: list[Path], batch_size: int) -> dict[str, float]:
-    predictor = open_model(model)
-    classify_files(predictor, files[: min(len(files), 2 * batch_size)], batch_size=batch_size)  # warm-up
-    started = time.perf_counter()
-    marks: list[float] = []
-    result = classify_files(predictor, files, batch_size=batch_size, progress=lambda d, t: marks.append(time.perf_counter()))
-    total = time.perf_counter() - started
-    latencies = list(np.diff([started, *marks[1:]])) if len(marks) > 1 else [total]
-    figures = _figures(len(files), total, latencies, batch_size)
-    figures["unreadable"] = float(len(result.problems))
-    return figures
-
-
-def _figures(n: int, seconds: float, latencies: list[float], batch: int) -> dict[str, float]:
-    lat = np.asarray(latencies) * 1000.0
-    return {
-        "images": float(n),
-        "seconds": round(seconds, 3),
-        "images_per_s": round(n / seconds, 1),
-        "batch": float(batch),
-        "batch_latency_p50_ms": round(float(np.percentile(lat, 50)), 1),
-        "batch_latency_p95_ms": round(float(np.percentile(lat, 95)), 1),
-    }
+from crackscan.bench import crackscan_path, seeds_baseline
+from crackscan.evaluation import collect_images
 
 
 def main() -> None:

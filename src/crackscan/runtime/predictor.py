@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class ModelMetadata:
     std: tuple[float, float, float]
     threshold: float = 0.5  # on the crack probability
     crackscan_version: str = ""
+    precision: str = "fp32"  # "fp32" or "int8" (a quantised export)
     extra: dict[str, Any] = field(default_factory=dict)  # training data, metrics, command …
 
     def to_json(self) -> str:
@@ -62,9 +63,75 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
     if isinstance(model, str) and "/" not in model and bundled.is_file():
         return bundled
     names = sorted(p.stem for p in BUNDLED_DIR.glob("*.onnx")) if BUNDLED_DIR.is_dir() else []
-    raise ModelLoadError(
-        f"{model}: no such model file or bundled model (bundled: {', '.join(names) or 'none yet'})"
-    )
+    raise ModelLoadError(f"{model}: no such model file or bundled model (bundled: {', '.join(names) or 'none yet'})")
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What every runtime backend offers (ONNX Runtime, torch): same inputs, same outputs.
+
+    Inputs are N×H×W×3 uint8 RGB batches at the model's size; preprocessing (normalisation
+    with ``metadata.mean``/``std``) happens inside, so backends agree to float precision.
+    """
+
+    path: Path
+    metadata: ModelMetadata
+
+    @property
+    def task(self) -> Task: ...
+
+    def logits(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+    def crack_probability(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+    def class_probabilities(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+    def probability_map(self, batch_uint8: np.ndarray) -> np.ndarray: ...
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (hyper-threads share one core's FPU units).
+
+    Read from /proc/cpuinfo where it exists; elsewhere the logical count. Never above the
+    CPUs the process is allowed to run on.
+    """
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        physical = core = ""
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                physical = value.strip()
+            elif key == "core id":
+                core = value.strip()
+                cores.add((physical, core))
+    except OSError:
+        pass
+    return max(1, min(allowed, len(cores) or allowed))
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime CPU session settings crackscan uses everywhere.
+
+    Intra-op threads = physical cores (hyper-threads add contention, not FLOPs), one
+    inter-op thread with sequential execution (CNNs are a chain of ops: parallel branches
+    buy nothing), full graph optimisation (conv+BN+activation fusion), memory arena on
+    (batches of one size reuse their buffers).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = True
+    return options
 
 
 def _normalise(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -82,9 +149,7 @@ class OnnxPredictor:
         import onnxruntime as ort
 
         self.path = resolve_model_path(model)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+        options = session_options(threads)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -140,12 +205,28 @@ class OnnxPredictor:
         return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def load_predictor(model: str | os.PathLike[str], *, threads: int | None = None) -> OnnxPredictor:
-    """Open a model file or bundled model name with ONNX Runtime."""
+def load_predictor(model: str | os.PathLike[str], *, threads: int | None = None) -> Predictor:
+    """Open a model with the backend its extension names.
+
+    ``.onnx`` files and bundled model names run on ONNX Runtime (:class:`OnnxPredictor`);
+    ``.pt`` files written by training run on torch
+    (:class:`crackscan.runtime.torch_backend.TorchPredictor`, needs the ``train`` extra).
+    Both satisfy :class:`Predictor`.
+    """
     path = resolve_model_path(model)
-    if path.suffix.lower() != ".onnx":
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        try:
+            from crackscan.runtime.torch_backend import TorchPredictor
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"{path}: running a .pt model needs torch ({exc.name or exc} is missing); "
+                'install it with `pip install "crackscan[train]"` or run the exported model.onnx'
+            ) from None
+        return TorchPredictor(path, threads=threads)
+    if suffix != ".onnx":
         raise ModelLoadError(
-            f"{path}: crackscan runs .onnx model files; the training run folder holds model.onnx "
-            "next to its checkpoints"
+            f"{path}: crackscan runs .onnx model files (ONNX Runtime) or model.pt (torch); the training "
+            "run folder holds both next to its checkpoints"
         )
     return OnnxPredictor(path, threads=threads)

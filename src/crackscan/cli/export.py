@@ -1,0 +1,114 @@
+"""``crackscan export``: a trained model.pt / checkpoint / run folder → a checked ONNX model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(code=code)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def export(
+    model: Path = typer.Argument(
+        ..., help="model.pt, a Lightning .ckpt from a run's checkpoints/, or a training run folder."
+    ),
+    fmt: str = typer.Option("onnx", "--format", help="Output format (onnx)."),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="int8: static QDQ quantisation, kept only if accuracy holds (see --max-drop)."
+    ),
+    opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset."),
+    out_file: Path | None = typer.Option(
+        None, "--out", help="Output file (default: model.onnx / model.int8.onnx next to MODEL)."
+    ),
+    calibration: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="Images for the parity check and INT8 calibration when the run's training data is not reachable "
+        "(class folders or image/mask pairs also give labels).",
+    ),
+    max_drop: float = typer.Option(
+        0.5, "--max-drop", help="INT8: largest accepted drop of accuracy / crack F1, in percentage points."
+    ),
+    method: str = typer.Option(
+        "static", "--int8-method", help="INT8: static (calibrated QDQ) or dynamic.", hidden=True
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the export figures as JSON here."),
+) -> None:
+    """Export a trained model to ONNX (metadata inside, parity-checked against torch), optionally INT8."""
+    if fmt.lower() != "onnx":
+        raise _fail(f"--format {fmt}: only onnx is supported")
+    if quantize is not None and quantize.lower() != "int8":
+        raise _fail(f"--quantize {quantize}: only int8 is supported")
+    if method not in ("static", "dynamic"):
+        raise _fail(f"--int8-method {method}: use static or dynamic")
+    try:
+        from crackscan.runtime.export import ExportError, ExportRefused, export_model
+        from crackscan.runtime.predictor import ModelLoadError
+        from crackscan.runtime.quantize import QuantizationError
+    except ImportError as exc:
+        raise _fail(
+            f'exporting needs torch and onnx ({exc.name or exc} is missing): pip install "crackscan[train]"'
+        ) from None
+    try:
+        with err.status("exporting", spinner="dots"):
+            result = export_model(
+                model,
+                out=out_file,
+                quantize=quantize.lower() if quantize else None,
+                method=method,
+                opset=opset,
+                calibration=calibration,
+                max_drop=max_drop,
+            )
+    except ExportRefused as exc:
+        figures = exc.figures
+        err.print(f"[red]refused:[/] {escape(str(exc))}")
+        if json_out:
+            json_out.write_text(json.dumps({"accepted": False, "int8": figures}, indent=2) + "\n")
+        raise typer.Exit(code=1) from None
+    except (ModelLoadError, ExportError, QuantizationError) as exc:
+        raise _fail(str(exc)) from None
+    meta = result.metadata
+    out.print(f"wrote [bold]{escape(str(result.path))}[/] ({result.precision}, {_mb(result.size_bytes)})")
+    out.print(
+        f"  {meta.task} · {escape(meta.arch)} · classes {escape(', '.join(meta.class_names))} · "
+        f"input {meta.input_size} px · threshold {meta.threshold:g}"
+    )
+    out.print(
+        f"  parity vs torch (fp32): max |Δp| = {result.parity.get('parity_max_abs_diff', float('nan')):.2e} "
+        f"on {int(result.parity.get('parity_n', 0))} images from {escape(result.reference_source)}"
+    )
+    if result.int8:
+        f = result.int8
+        out.print(
+            f"  int8 ({f['method']}): {_mb(f['fp32_size_bytes'])} → {_mb(f['int8_size_bytes'])}; "
+            f"accuracy {f['fp32_accuracy']:.2f} → {f['int8_accuracy']:.2f}, F1 {f['fp32_f1']:.2f} → {f['int8_f1']:.2f} "
+            f"(drop {f['drop_points']:.2f} ≤ {max_drop:g} points, {f['images']} images, against {f['against']}); "
+            f"labels agree on {f['agreement']:.1f}%"
+        )
+    if json_out:
+        payload = {
+            "accepted": True,
+            "path": str(result.path),
+            "precision": result.precision,
+            "size_bytes": result.size_bytes,
+            "parity": result.parity,
+            "checked_on": result.reference_source,
+            "int8": result.int8 or None,
+        }
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,209 @@
+"""crackscan export, INT8 quantisation and the torch backend, on tiny models built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from crackscan.cli import app  # noqa: E402
+from crackscan.runtime.predictor import ModelLoadError, ModelMetadata, OnnxPredictor, Predictor, load_predictor  # noqa: E402
+
+runner = CliRunner()
+TINY_SIZE = 48  # px: small enough for milliseconds per batch on 2 shared cores
+
+
+def _images(n: int, size: int = TINY_SIZE, seed: int = 0) -> np.ndarray:
+    from crackscan.data.synth import synth_sample
+
+    return np.stack([synth_sample(np.random.default_rng([seed, i]), size, size, crack=i % 2 == 0)[0] for i in range(n)])
+
+
+def _save_classifier(folder: Path, *, seed: int = 0, extra: dict | None = None) -> Path:
+    """A tiny crackscan_lite0_s4 saved as training saves model.pt (random weights)."""
+    from crackscan.models.classifiers import create_classifier
+
+    torch.manual_seed(seed)
+    model = create_classifier("crackscan_lite0_s4", 2)
+    meta = ModelMetadata(
+        task="classify",
+        arch="crackscan_lite0_s4",
+        class_names=["no_crack", "crack"],
+        crack_class=1,
+        input_size=TINY_SIZE,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        threshold=0.5,
+        extra={"metrics": {"val_accuracy": 0.5}, **(extra or {})},
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.pt"
+    torch.save({"state_dict": model.state_dict(), "metadata": json.loads(meta.to_json())}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fp32 export shared by the tests that only read it."""
+    from crackscan.runtime.export import export_model
+
+    pt = _save_classifier(tmp_path_factory.mktemp("run"))
+    result = export_model(pt)
+    assert result.path == pt.with_name("model.onnx")
+    return pt
+
+
+def test_export_matches_torch_and_keeps_metadata(exported: Path) -> None:
+    onnx_path = exported.with_name("model.onnx")
+    onnx = load_predictor(onnx_path)
+    torch_pred = load_predictor(exported)
+    assert isinstance(onnx, OnnxPredictor)
+    assert type(torch_pred).__name__ == "TorchPredictor"
+    assert isinstance(onnx, Predictor) and isinstance(torch_pred, Predictor)
+    meta = onnx.metadata
+    assert (meta.task, meta.arch, meta.class_names, meta.crack_class) == (
+        "classify",
+        "crackscan_lite0_s4",
+        ["no_crack", "crack"],
+        1,
+    )
+    assert meta.input_size == TINY_SIZE and meta.mean == (0.5, 0.5, 0.5) and meta.precision == "fp32"
+    assert meta.crackscan_version and meta.extra["metrics"] == {"val_accuracy": 0.5}
+    assert "synthetic" in meta.extra["export"]["checked_on"]
+    images = _images(7)
+    for batch in (images[:1], images):  # dynamic batch: 1 and 7
+        a, b = onnx.class_probabilities(batch), torch_pred.class_probabilities(batch)
+        assert a.shape == (len(batch), 2)
+        np.testing.assert_allclose(a, b, atol=1e-4)
+        np.testing.assert_allclose(onnx.crack_probability(batch), torch_pred.crack_probability(batch), atol=1e-4)
+    big = _images(2, size=TINY_SIZE + 17)  # dynamic H/W: an odd size the graph was not traced at
+    np.testing.assert_allclose(onnx.logits(big), torch_pred.logits(big), atol=1e-4)
+
+
+def test_cli_int8_refused_then_accepted(exported: Path, tmp_path: Path) -> None:
+    int8 = tmp_path / "m.int8.onnx"
+    refused = runner.invoke(
+        app, ["export", str(exported), "--quantize", "int8", "--out", str(int8), "--max-drop", "-100"]
+    )
+    assert refused.exit_code == 1, refused.output
+    assert "refused" in refused.output and "accuracy" in refused.output
+    assert not int8.exists()
+    report = tmp_path / "int8.json"
+    accepted = runner.invoke(
+        app,
+        ["export", str(exported), "--quantize", "int8", "--out", str(int8), "--max-drop", "100", "--json", str(report)],
+    )
+    assert accepted.exit_code == 0, accepted.output
+    figures = json.loads(report.read_text())
+    assert figures["accepted"] and figures["precision"] == "int8"
+    assert figures["int8"]["int8_size_bytes"] < figures["int8"]["fp32_size_bytes"]
+    quantised = OnnxPredictor(int8)
+    assert quantised.metadata.precision == "int8" and quantised.metadata.extra["quantization"]["method"] == "static"
+    probs = quantised.class_probabilities(_images(3))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_export_from_checkpoint_and_run_folder(tmp_path: Path) -> None:
+    """A Lightning-style checkpoint (``model.`` prefix, no metadata) reads its metadata from the run folder."""
+    from crackscan.runtime.export import export_model
+    from crackscan.runtime.torch_backend import load_torch_model
+
+    run = tmp_path / "run"
+    pt = _save_classifier(run, seed=3)
+    (run / "split.json").write_text("{}")
+    state = torch.load(pt, weights_only=True)["state_dict"]
+    (run / "checkpoints").mkdir()
+    ckpt = run / "checkpoints" / "best-epoch=01.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 1}, ckpt)
+    from_run = load_torch_model(run)
+    assert from_run.source == pt and from_run.run_dir == run
+    result = export_model(ckpt)
+    assert result.path == run / "model.onnx"  # default: next to the run, not inside checkpoints/
+    assert result.parity["parity_max_abs_diff"] <= 1e-4
+    images = _images(3)
+    np.testing.assert_allclose(
+        OnnxPredictor(result.path).class_probabilities(images),
+        load_predictor(pt).class_probabilities(images),
+        atol=1e-4,
+    )
+
+
+def test_reference_images_from_calibration_folder(tmp_path: Path) -> None:
+    from crackscan.data.synth import generate_dataset
+    from crackscan.runtime.export import reference_data
+
+    data = tmp_path / "data"
+    generate_dataset(data, task="classify", n=6, size=64, seed=4)
+    meta = ModelMetadata("classify", "x", ["no_crack", "crack"], 1, TINY_SIZE, (0.5,) * 3, (0.5,) * 3)
+    refs = reference_data(meta, None, data)
+    assert refs.source.startswith("--calibration")
+    assert refs.evaluation.shape == (6, TINY_SIZE, TINY_SIZE, 3)
+    assert sorted(refs.truth.tolist()) == [0, 0, 0, 1, 1, 1]  # class folders give labels
+    synthetic = reference_data(meta, None, None)
+    assert "synthetic" in synthetic.source and set(synthetic.truth.tolist()) == {0, 1}
+
+
+def test_export_segmenter_odd_sizes(tmp_path: Path) -> None:
+    """Segmentation: rebuilt from arch/encoder/classes; outputs follow any input H×W."""
+    segmenters = pytest.importorskip("crackscan.models.segmenters")
+    from crackscan.runtime.export import export_model
+
+    torch.manual_seed(0)
+    model = segmenters.create_segmenter("fpn", "mobilenetv2_035", 1, decoder_channels=[32])
+    meta = ModelMetadata(
+        task="segment",
+        arch="fpn",
+        class_names=["background", "crack"],
+        crack_class=1,
+        input_size=64,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        extra={"encoder": "mobilenetv2_035", "decoder_channels": [32], "size_multiple": 32},
+    )
+    pt = tmp_path / "seg" / "model.pt"
+    pt.parent.mkdir()
+    torch.save({"state_dict": model.state_dict(), "metadata": json.loads(meta.to_json())}, pt)
+    result = export_model(pt)
+    onnx, eager = OnnxPredictor(result.path), load_predictor(pt)
+    odd = _images(1, size=96)[:, :96, :64]  # 96×64: multiples of 32, not the traced 64×64
+    a, b = onnx.probability_map(odd), eager.probability_map(odd)
+    assert a.shape == (1, 96, 64)
+    np.testing.assert_allclose(a, b, atol=2e-4)
+
+
+def test_bad_model_files_give_clear_errors(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model\n")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "foreign",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    foreign = tmp_path / "foreign.onnx"
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8  # readable by every onnxruntime we support
+    onnx.save(proto, str(foreign))
+    junk_pt = tmp_path / "junk.pt"
+    junk_pt.write_bytes(b"\x00garbage")
+    for path, words in ((text, "not a loadable ONNX"), (foreign, "without crackscan metadata")):
+        with pytest.raises(ModelLoadError, match=words):
+            load_predictor(path)
+        result = runner.invoke(app, ["predict", str(path), str(tmp_path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    for path in (junk_pt, text, tmp_path / "missing.pt"):
+        result = runner.invoke(app, ["export", str(path)])
+        assert result.exit_code == 1, result.output
+        assert "error" in result.output and "Traceback" not in result.output
+    with pytest.raises(ModelLoadError, match="not a loadable torch"):
+        load_predictor(junk_pt)
