@@ -7,7 +7,6 @@ import typer
 from crackscan import __version__
 from crackscan.cli import data as data_cli
 from crackscan.cli import train as train_cli
-from crackscan.cli._pending import register_pending
 from crackscan.cli.bench import bench as bench_cmd
 from crackscan.cli.evaluate import evaluate as evaluate_cmd
 from crackscan.cli.export import export as export_cmd
@@ -32,7 +31,6 @@ app.command("inspect")(inspect_cmd)
 app.command("export")(export_cmd)
 app.command("bench")(bench_cmd)
 app.command("serve")(serve_cmd)
-register_pending(app)
 
 
 def _version(value: bool) -> None:

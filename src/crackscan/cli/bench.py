@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+from crackscan.cli._common import err, out
+from crackscan.cli._common import fail as _fail
 
 _ROWS = (
     ("seeds_baseline", "seeds: ResNet18 224 eager b32 (PIL)"),
@@ -19,11 +18,6 @@ _ROWS = (
     ("onnx_fp32", "crackscan: ONNX Runtime fp32"),
     ("onnx_int8", "crackscan: ONNX Runtime int8"),
 )
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
 
 
 def bench(

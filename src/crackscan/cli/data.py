@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from crackscan.cli._common import fail as _fail
+from crackscan.cli._common import out
+from crackscan.cli._common import write_json as _write_json
 from crackscan.cli._progress import progress_bar
 from crackscan.data.layouts import LayoutError
 from crackscan.imageio import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(help="Check, fix, split, import and synthesise data sets.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 MaxPixels = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images with more pixels.")
 MaskDir = typer.Option(None, "--mask-dir", help="Mask folder name when a set has several.")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
-    return typer.Exit(code=code)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 @app.command("check")
@@ -68,9 +57,7 @@ def _print_check(r: dict[str, Any]) -> None:
         summary.add_row("mask kinds", ", ".join(f"{k}: {v}" for k, v in r["mask_kinds"].items()) or "-")
         frac = r.get("crack_pixel_fraction")
         if frac:
-            summary.add_row(
-                "crack pixels", f"mean {frac['mean']:.2%} (min {frac['min']:.2%}, max {frac['max']:.2%})"
-            )
+            summary.add_row("crack pixels", f"mean {frac['mean']:.2%} (min {frac['min']:.2%}, max {frac['max']:.2%})")
     for name, count in r["classes"].items():
         summary.add_row(f"class {name}", str(count))
     for name, info in r["splits"].items():
@@ -129,8 +116,7 @@ def fix(
     except (LayoutError, FixError) as exc:
         raise _fail(str(exc)) from None
     out.print(
-        f"wrote {report.n_written} samples to {dst}; left out {len(report.left_out)} "
-        f"(listed in {dst / 'REPORT.json'})"
+        f"wrote {report.n_written} samples to {dst}; left out {len(report.left_out)} (listed in {dst / 'REPORT.json'})"
     )
 
 
@@ -182,9 +168,7 @@ def import_annotations_cmd(
 
     class_list = [c.strip() for c in classes.split(",")] if classes else None
     try:
-        report = import_annotations(
-            annotations, images, dst, fmt=fmt, line_width=line_width, classes=class_list
-        )
+        report = import_annotations(annotations, images, dst, fmt=fmt, line_width=line_width, classes=class_list)
     except (AnnotationError, LayoutError) as exc:
         raise _fail(str(exc)) from None
     out.print(

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from crackscan.cli._common import err, out
+from crackscan.cli._common import fail as _fail
+from crackscan.cli._common import write_json as _write_json
 from crackscan.cli._progress import progress_bar
 from crackscan.evaluation import DEFAULT_BATCH_SIZE, NotBuiltError, evaluate_model, open_model
 from crackscan.runtime.predictor import ModelLoadError
 
-out = Console()
-err = Console(stderr=True)
 LISTED = 20  # problem rows printed; the JSON has all of them
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _fmt(value: float | None) -> str:

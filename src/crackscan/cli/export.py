@@ -6,16 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
+from crackscan.cli._common import err, out
+from crackscan.cli._common import fail as _fail
 
 
 def _mb(n: int) -> str:

@@ -6,25 +6,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from crackscan.cli._common import err, out
+from crackscan.cli._common import fail as _fail
 from crackscan.imageio import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from crackscan.analysis.inspect import InspectionResult, InspectionSettings
 
-out = Console()
-err = Console(stderr=True)
 SHOWN = 20  # result rows printed; report.html and summary.csv hold all of them
 LISTED = 20  # failures printed
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
 
 
 def inspect(

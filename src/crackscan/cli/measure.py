@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -21,19 +20,13 @@ from crackscan.analysis.measure import (
     write_json,
 )
 from crackscan.analysis.severity import SeverityBands, SeverityError
+from crackscan.cli._common import err, out
+from crackscan.cli._common import fail as _fail
 from crackscan.cli._progress import progress_bar
 from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, is_image_file
 
-out = Console()
-err = Console(stderr=True)
-
 OUTPUT_TYPES = (".csv", ".json")
 _TABLE_ROWS = 50  # longer runs: see --out for everything
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:

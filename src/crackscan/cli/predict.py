@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from crackscan.cli._common import err, out
+from crackscan.cli._common import fail as _fail
 from crackscan.cli._progress import progress_bar
 from crackscan.evaluation import DEFAULT_BATCH_SIZE, NotBuiltError, collect_images, open_model
 from crackscan.runtime.predictor import ModelLoadError
@@ -17,15 +18,8 @@ from crackscan.runtime.predictor import ModelLoadError
 if TYPE_CHECKING:
     from crackscan.evaluation.predict import PredictionResult
 
-out = Console()
-err = Console(stderr=True)
 SHOWN = 50  # table rows printed without --out
 LISTED = 20  # problem rows printed
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
 
 
 def predict(

@@ -6,9 +6,9 @@ import logging
 import os
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from crackscan.cli._common import err, fail
 from crackscan.serve.settings import (
     DEFAULT_HOST,
     DEFAULT_MAX_PIXELS,
@@ -19,13 +19,11 @@ from crackscan.serve.settings import (
     DEFAULT_WORKERS,
 )
 
-err = Console(stderr=True)
 SHUTDOWN_GRACE_S = 30  # how long uvicorn lets running requests finish after SIGTERM / Ctrl-C
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code=code)
+    return fail(message, code)
 
 
 def _model_sources(models: list[str] | None) -> list[str]:

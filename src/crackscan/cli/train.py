@@ -6,12 +6,11 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 
+from crackscan.cli._common import err, out
+
 app = typer.Typer(help="Train crack classifiers and segmenters.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 
 def _need_train_extra() -> None:

@@ -68,12 +68,13 @@ def predict_images(
 ) -> PredictionResult:
     """Classify ``files`` with the model's own threshold; unreadable files are recorded.
 
-    Raises :class:`NotBuiltError` for a segmentation model (mask prediction comes later).
+    Raises :class:`NotBuiltError` for a segmentation model: masks are written by
+    :func:`crackscan.evaluation.segmentation.predict_masks`.
     """
     meta = predictor.metadata
     if meta.task != "classify":
         raise NotBuiltError(
-            f"{predictor.path} is a {meta.task} model; prediction with segmentation models is not built yet"
+            f"{predictor.path} is a {meta.task} model; use evaluation.segmentation.predict_masks for masks"
         )
     result = classify_files(predictor, files, batch_size=batch_size, progress=progress)
     labels = predict_labels(result.probs, meta.crack_class, meta.threshold)
