@@ -207,3 +207,21 @@ def test_bad_model_files_give_clear_errors(tmp_path: Path) -> None:
         assert "error" in result.output and "Traceback" not in result.output
     with pytest.raises(ModelLoadError, match="not a loadable torch"):
         load_predictor(junk_pt)
+
+
+def test_cli_fp16_weights_halve_the_file_and_keep_predictions(exported: Path, tmp_path: Path) -> None:
+    fp32 = tmp_path / "m.onnx"
+    half = tmp_path / "m.fp16.onnx"
+    assert runner.invoke(app, ["export", str(exported), "--out", str(fp32)]).exit_code == 0
+    report = tmp_path / "fp16.json"
+    result = runner.invoke(
+        app, ["export", str(exported), "--quantize", "fp16", "--out", str(half), "--json", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(report.read_text())
+    assert figures["precision"] == "fp16-weights" and figures["int8"]["label"] == "fp16"
+    assert half.stat().st_size < 0.7 * fp32.stat().st_size
+    batch = _images(4)
+    np.testing.assert_allclose(
+        OnnxPredictor(half).crack_probability(batch), OnnxPredictor(fp32).crack_probability(batch), atol=2e-3
+    )

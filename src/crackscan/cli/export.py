@@ -22,7 +22,10 @@ def export(
     ),
     fmt: str = typer.Option("onnx", "--format", help="Output format (onnx)."),
     quantize: str | None = typer.Option(
-        None, "--quantize", help="int8: static QDQ quantisation, kept only if accuracy holds (see --max-drop)."
+        None,
+        "--quantize",
+        help="int8 (static QDQ) or fp16 (weights stored as float16, float32 compute); kept only if accuracy "
+        "holds (see --max-drop).",
     ),
     opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset."),
     out_file: Path | None = typer.Option(
@@ -45,8 +48,8 @@ def export(
     """Export a trained model to ONNX (metadata inside, parity-checked against torch), optionally INT8."""
     if fmt.lower() != "onnx":
         raise _fail(f"--format {fmt}: only onnx is supported")
-    if quantize is not None and quantize.lower() != "int8":
-        raise _fail(f"--quantize {quantize}: only int8 is supported")
+    if quantize is not None and quantize.lower() not in ("int8", "fp16"):
+        raise _fail(f"--quantize {quantize}: use int8 or fp16")
     if method not in ("static", "dynamic"):
         raise _fail(f"--int8-method {method}: use static or dynamic")
     try:
@@ -72,7 +75,7 @@ def export(
         figures = exc.figures
         err.print(f"[red]refused:[/] {escape(str(exc))}")
         if json_out:
-            json_out.write_text(json.dumps({"accepted": False, "int8": figures}, indent=2) + "\n")
+            json_out.write_text(json.dumps({"accepted": False, "reduced": figures}, indent=2) + "\n")
         raise typer.Exit(code=1) from None
     except (ModelLoadError, ExportError, QuantizationError) as exc:
         raise _fail(str(exc)) from None
@@ -88,9 +91,10 @@ def export(
     )
     if result.int8:
         f = result.int8
+        q = f["label"]
         out.print(
-            f"  int8 ({f['method']}): {_mb(f['fp32_size_bytes'])} → {_mb(f['int8_size_bytes'])}; "
-            f"accuracy {f['fp32_accuracy']:.2f} → {f['int8_accuracy']:.2f}, F1 {f['fp32_f1']:.2f} → {f['int8_f1']:.2f} "
+            f"  {q} ({f['method']}): {_mb(f['fp32_size_bytes'])} → {_mb(f[f'{q}_size_bytes'])}; "
+            f"accuracy {f['fp32_accuracy']:.2f} → {f[f'{q}_accuracy']:.2f}, F1 {f['fp32_f1']:.2f} → {f[f'{q}_f1']:.2f} "
             f"(drop {f['drop_points']:.2f} ≤ {max_drop:g} points, {f['images']} images, against {f['against']}); "
             f"labels agree on {f['agreement']:.1f}%"
         )
@@ -102,7 +106,7 @@ def export(
             "size_bytes": result.size_bytes,
             "parity": result.parity,
             "checked_on": result.reference_source,
-            "int8": result.int8 or None,
+            "int8": result.int8 or None,  # figures of the reduced-precision copy (int8 or fp16)
         }
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -346,9 +346,9 @@ def _scores(
 
 
 def compare_int8(
-    fp32_path: Path, int8_path: Path, refs: ReferenceData, *, max_drop: float
+    fp32_path: Path, int8_path: Path, refs: ReferenceData, *, max_drop: float, label: str = "int8"
 ) -> tuple[bool, dict[str, Any]]:
-    """Score both models on the reference images.
+    """Score the fp32 model and its reduced-precision copy (``label``: int8 or fp16) on the reference images.
 
     Accepted when neither accuracy nor crack F1 drops by more than ``max_drop`` percentage points.
     """
@@ -364,9 +364,9 @@ def compare_int8(
         "images": len(refs.evaluation),
         "against": "labels" if refs.truth is not None else "the fp32 model's predictions",
         "fp32_accuracy": round(a["accuracy"], 3),
-        "int8_accuracy": round(b["accuracy"], 3),
+        f"{label}_accuracy": round(b["accuracy"], 3),
         "fp32_f1": round(a["f1"], 3),
-        "int8_f1": round(b["f1"], 3),
+        f"{label}_f1": round(b["f1"], 3),
         "agreement": round(agreement, 3),
         "drop_points": round(drop, 3),
         "max_drop_points": max_drop,
@@ -376,7 +376,7 @@ def compare_int8(
 
 def default_output(source: Path, run_dir: Path | None, precision: str) -> Path:
     folder = source if source.is_dir() else (run_dir if source.suffix == ".ckpt" and run_dir else source.parent)
-    return folder / ("model.int8.onnx" if precision == "int8" else "model.onnx")
+    return folder / ("model.onnx" if precision == "fp32" else f"model.{precision}.onnx")
 
 
 def export_model(
@@ -401,14 +401,14 @@ def export_model(
     import copy
     import tempfile
 
-    from crackscan.runtime.quantize import quantize_int8
+    from crackscan.runtime.quantize import quantize_int8, store_fp16_weights
     from crackscan.runtime.torch_backend import load_torch_model
 
-    if quantize not in (None, "int8"):
-        raise ExportError(f"--quantize {quantize}: only int8 is supported")
+    if quantize not in (None, "int8", "fp16"):
+        raise ExportError(f"--quantize {quantize}: use int8 or fp16")
     source = Path(source)
     loaded = load_torch_model(source)
-    precision = "int8" if quantize else "fp32"
+    precision = quantize or "fp32"
     target = Path(out) if out else default_output(source, loaded.run_dir, precision)
     refs = reference_data(loaded.metadata, loaded.run_dir, calibration)
     meta = copy.deepcopy(loaded.metadata)
@@ -428,17 +428,23 @@ def export_model(
         fp32_size = fp32_path.stat().st_size
         if not quantize:
             return ExportResult(target, meta, "fp32", parity, refs.source, fp32_size, fp32_size)
-        int8_tmp = Path(tmp) / "model.int8.onnx"
-        quantize_int8(
-            fp32_path, int8_tmp, method=method, calibration_images=refs.calibration, calibration_source=refs.source
-        )  # type: ignore[arg-type]
-        accepted, figures = compare_int8(fp32_path, int8_tmp, refs, max_drop=max_drop)
-        figures.update(method=method, fp32_size_bytes=fp32_size, int8_size_bytes=int8_tmp.stat().st_size)
+        int8_tmp = Path(tmp) / f"model.{quantize}.onnx"
+        if quantize == "fp16":
+            store_fp16_weights(fp32_path, int8_tmp)
+            method = "fp16-weights"
+        else:
+            quantize_int8(
+                fp32_path, int8_tmp, method=method, calibration_images=refs.calibration, calibration_source=refs.source
+            )  # type: ignore[arg-type]
+        q = quantize
+        accepted, figures = compare_int8(fp32_path, int8_tmp, refs, max_drop=max_drop, label=q)
+        figures.update(method=method, label=q, fp32_size_bytes=fp32_size)
+        figures[f"{q}_size_bytes"] = int8_tmp.stat().st_size
         if not accepted:
             raise ExportRefused(
-                f"INT8 model refused: accuracy/F1 drop {figures['drop_points']:.2f} points > allowed {max_drop:g} "
-                f"(accuracy {figures['fp32_accuracy']:.2f} → {figures['int8_accuracy']:.2f}, "
-                f"F1 {figures['fp32_f1']:.2f} → {figures['int8_f1']:.2f} on {figures['images']} images, {refs.source})",
+                f"{q.upper()} model refused: accuracy/F1 drop {figures['drop_points']:.2f} points > allowed "
+                f"{max_drop:g} (accuracy {figures['fp32_accuracy']:.2f} → {figures[f'{q}_accuracy']:.2f}, "
+                f"F1 {figures['fp32_f1']:.2f} → {figures[f'{q}_f1']:.2f} on {figures['images']} images, {refs.source})",
                 figures,
             )
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -447,5 +453,5 @@ def export_model(
         staged.replace(target)
         int8_meta = OnnxPredictor(target).metadata
         return ExportResult(
-            target, int8_meta, "int8", parity, refs.source, figures["int8_size_bytes"], fp32_size, figures
+            target, int8_meta, int8_meta.precision, parity, refs.source, figures[f"{q}_size_bytes"], fp32_size, figures
         )
