@@ -223,7 +223,7 @@ def test_large_photo_is_tiled_and_the_overlay_downscaled(seg_model: Path, tmp_pa
     write_image(tmp_path / "in" / "long.png", rgb)
     ticks: list[tuple[str, int, int]] = []
     photos: list[tuple[int, int]] = []
-    settings = InspectionSettings(overlay_max_side=1024)
+    settings = InspectionSettings(overlay_max_side=1024, tile=128)
     results = inspect_paths(
         [tmp_path / "in"],
         model=seg_model,

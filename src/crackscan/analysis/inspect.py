@@ -70,7 +70,7 @@ class OutputFolderError(InspectionError):
 class InspectionSettings:
     """How photos are inspected.
 
-    ``tile``: segmentation tile side in px (``None``: the model's ``input_size``);
+    ``tile``: segmentation tile side in px (``None``: the model's ``tile_size``, ≥ 512);
     ``overlap``: fraction of the tile shared by neighbours, ``[0, 1)``; ``threshold``:
     crack probability from which a pixel (or patch) is crack (``None``: the model's
     stored threshold); ``tta``: average over flips; ``batch_size``: tiles per model call;
@@ -299,7 +299,7 @@ def inspect_image(
     )
     result.image = image
     if meta.task == "segment":
-        tile = settings.tile or int(meta.input_size)
+        tile = settings.tile or meta.tile_size
         prob = predict_tiled(
             predictor,
             image,

@@ -30,7 +30,9 @@ def inspect(
     mm_per_px: float | None = typer.Option(
         None, "--mm-per-px", help="Scale in mm per pixel: lengths and widths in mm, severity bands."
     ),
-    tile: int | None = typer.Option(None, "--tile", help="Tile side in px (default: the model's input size)."),
+    tile: int | None = typer.Option(
+        None, "--tile", help="Tile side in px (default: the model's tile size, at least 512)."
+    ),
     overlap: float = typer.Option(0.25, "--overlap", help="Fraction of a tile shared with its neighbours, [0, 0.95)."),
     threshold: float | None = typer.Option(
         None, "--threshold", help="Crack probability threshold (default: the model's own)."

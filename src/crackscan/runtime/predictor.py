@@ -40,6 +40,16 @@ class ModelMetadata:
     precision: str = "fp32"  # "fp32" or "int8" (a quantised export)
     extra: dict[str, Any] = field(default_factory=dict)  # training data, metrics, command …
 
+    @property
+    def tile_size(self) -> int:
+        """px: default tile side for tiled segmentation of large photos.
+
+        Fully-convolutional models run on any multiple of their size multiple; tiles
+        larger than the training crop waste less work on overlaps, so the default is
+        ``extra["tile_size"]`` when the model says, else at least 512.
+        """
+        return int(self.extra.get("tile_size") or max(self.input_size, 512))
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

@@ -90,7 +90,7 @@ def segment(predictor: OnnxPredictor, upload: Upload, max_pixels: int) -> dict[s
     image = decode(upload, max_pixels)
     meta = predictor.metadata
     try:
-        prob = predict_tiled(predictor, image, tile=int(meta.input_size))
+        prob = predict_tiled(predictor, image, tile=meta.tile_size)
     except TilingError as exc:
         raise ApiError(400, "bad_image", f"{upload.filename}: {exc}") from None
     mask = prob >= float(meta.threshold)
