@@ -15,14 +15,20 @@ from crackscan.cli._common import fail as _fail
 from crackscan.imageio import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from crackscan.analysis.inspect import InspectionResult, InspectionSettings
+    from crackscan.runtime.predictor import OnnxPredictor
 
 SHOWN = 20  # result rows printed; report.html and summary.csv hold all of them
 LISTED = 20  # failures printed
+ENGINES = ("local", "ray")
 
 
 def inspect(
-    paths: list[str] = typer.Argument(..., help="Photos: files, folders (searched recursively) or glob patterns."),
+    paths: list[str] = typer.Argument(
+        ..., help="Photos: files, folders (searched recursively), glob patterns or @FILE (a list, one path a line)."
+    ),
     model: str | None = typer.Option(
         None, "--model", help="Model file (.onnx), training run folder or bundled name (default: crack-seg)."
     ),
@@ -43,6 +49,18 @@ def inspect(
         DEFAULT_MAX_PIXELS, "--max-pixels", help="Photos with more pixels are refused (listed as failed)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out folder that holds other files."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (Ray Data actors; pip install 'crackscan[ray]')."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray only: 'auto' or ray://HOST:10001 joins a cluster (default: a local Ray)."
+    ),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", help="Ray only: actors, one ONNX Runtime session each (default: one per CPU)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Ray only: keep --out's earlier results and inspect only the photos not done yet."
+    ),
 ) -> None:
     """Find, outline and measure cracks in photos of any size; write masks, overlays, summary.csv and report.html.
 
@@ -55,7 +73,23 @@ def inspect(
         open_inspection_model,
     )
     from crackscan.runtime.predictor import ModelLoadError
+    from crackscan.scale.inputs import PathListError, expand_path_lists
 
+    if engine not in ENGINES:
+        raise _fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}", code=2)
+    if engine != "ray" and (address is not None or num_workers is not None or resume):
+        raise _fail("--address, --num-workers and --resume need --engine ray", code=2)
+    if engine == "ray":
+        from crackscan.scale.ray_engine import RayUnavailableError, import_ray
+
+        try:
+            import_ray()  # before the model loads: a missing extra is the first thing to say
+        except RayUnavailableError as exc:
+            raise _fail(str(exc), code=2) from None
+    try:
+        paths = expand_path_lists(paths)
+    except PathListError as exc:
+        raise _fail(str(exc), code=2) from None
     settings = InspectionSettings(
         tile=tile,
         overlap=overlap,
@@ -91,15 +125,21 @@ def inspect(
             bar.update(tiles, completed=done, total=total, description=f"tiles of {escape(name)}")
 
         try:
-            results = inspect_paths(
-                paths,
-                model=predictor,
-                settings=settings,
-                out_dir=out_dir,
-                overwrite=overwrite,
-                progress=on_image,
-                tile_progress=on_tiles,
-            )
+            if engine == "ray":
+                bar.update(tiles, visible=False)  # tiles are counted inside the Ray actors
+                results = _inspect_on_ray(
+                    paths, predictor, settings, out_dir, overwrite, resume, address, num_workers, on_image
+                )
+            else:
+                results = inspect_paths(
+                    paths,
+                    model=predictor,
+                    settings=settings,
+                    out_dir=out_dir,
+                    overwrite=overwrite,
+                    progress=on_image,
+                    tile_progress=on_tiles,
+                )
         except InspectionError as exc:
             raise _fail(str(exc), code=2) from None
 
@@ -120,6 +160,36 @@ def inspect(
     )
     if not ok:
         raise _fail("no photo could be inspected")
+
+
+def _inspect_on_ray(
+    paths: list[str],
+    predictor: OnnxPredictor,
+    settings: InspectionSettings,
+    out_dir: Path,
+    overwrite: bool,
+    resume: bool,
+    address: str | None,
+    num_workers: int | None,
+    progress: Callable[[int, int], None],
+) -> list[InspectionResult]:
+    from crackscan.scale.ray_engine import inspect_paths_ray
+
+    run = inspect_paths_ray(
+        paths,
+        model=predictor,
+        settings=settings,
+        out_dir=out_dir,
+        overwrite=overwrite,
+        resume=resume,
+        address=address,
+        num_workers=num_workers,
+        progress=progress,
+    )
+    if run.resumed:
+        err.print(f"{run.resumed} photo{'s' if run.resumed != 1 else ''} reused from the earlier run in {out_dir}")
+    err.print(f"Ray: {run.workers} worker{'s' if run.workers != 1 else ''}")
+    return run.results
 
 
 def _print_table(results: list[InspectionResult], settings: InspectionSettings) -> None:
