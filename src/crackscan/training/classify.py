@@ -51,6 +51,20 @@ class TrainingDataError(ValueError):
     """The data set cannot train a classifier; the message says what to fix."""
 
 
+def launched_as_rank_zero() -> bool:
+    """False in the extra processes of a multi-process run (DDP ranks > 0), before any Trainer exists.
+
+    Lightning's own DDP launcher, ``torchrun`` and ``srun`` start every rank at the top of
+    the command, so run-folder checks and writes before ``trainer.fit`` must be left to
+    rank 0: the others would find its files and stop, or write the same files at once.
+    Reads the launchers' variables (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID`` via
+    Lightning, plus ``NODE_RANK`` for Lightning's multi-node launch).
+    """
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
+
+
 @dataclass
 class ClassifyConfig:
     data: str
@@ -124,7 +138,9 @@ def _decode_all(samples: list[Sample], size: int) -> tuple[np.ndarray, list[int]
     return np.stack([decoded[i] for i in kept]), kept, problems  # type: ignore[misc]
 
 
-def _resolve_splits(cfg: ClassifyConfig, run_dir: Path) -> tuple[dict[str, list[Sample]], list[str], dict[str, Any]]:
+def _resolve_splits(
+    cfg: ClassifyConfig, run_dir: Path, *, write: bool = True
+) -> tuple[dict[str, list[Sample]], list[str], dict[str, Any]]:
     index = index_dataset(cfg.data)
     if index.layout is not LayoutKind.CLASS_FOLDERS:
         raise TrainingDataError(f"{cfg.data}: classification needs class folders (ROOT/<class>/*.jpg)")
@@ -143,7 +159,8 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path) -> tuple[dict[str, list[
     else:
         plan = make_split(cfg.data, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
         source = "kept the layout's split" if plan.kept_official else f"new stratified split, seed {cfg.seed}"
-    write_split(plan, run_dir / "split.json")
+    if write:
+        write_split(plan, run_dir / "split.json")
     splits = {name: select_split(index, plan, name) for name in ("train", "val", "test") if plan.splits.get(name)}
     if not splits.get("train") or not splits.get("val"):
         raise TrainingDataError("the split has no training or no validation images; check --split / fractions")
@@ -297,14 +314,15 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     run_dir = Path(cfg.out)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
+    rank_zero = launched_as_rank_zero()
+    if rank_zero and run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise TrainingDataError(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
     if cfg.resume and not last.is_file():
         raise TrainingDataError(f"--resume: no checkpoint at {last}")
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    splits, class_names, data_summary = _resolve_splits(cfg, run_dir)
+    splits, class_names, data_summary = _resolve_splits(cfg, run_dir, write=rank_zero)
     folder_to_index = {folder: class_names.index(canon) for folder, canon in data_summary["folders"].items()}
     norm = normalisation_for(cfg.arch)
 
@@ -366,7 +384,8 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         callbacks.append(RichProgressBar(leave=True))
     except (ImportError, ModuleNotFoundError):
         pass
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if rank_zero:
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -384,6 +403,9 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     started = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if cfg.resume else None)
     train_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        # Rank 0 evaluates and exports; the model file it writes is this run's result too.
+        return ClassifyResult(run_dir, run_dir / "model.onnx", weights_message, {}, class_names, train_seconds)
 
     best = checkpoint.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]

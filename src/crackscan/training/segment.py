@@ -52,7 +52,7 @@ from crackscan.runtime.export import export_onnx
 from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec
 from crackscan.training.augment import segmentation_train_transform
-from crackscan.training.classify import TrainingDataError, _loggers
+from crackscan.training.classify import TrainingDataError, _loggers, launched_as_rank_zero
 from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,8 @@ def _licence(root: Path) -> str:
     return KNOWN_LICENCES.get(root.name.lower(), "unknown")
 
 
-def resolve_sources(cfg: SegmentConfig, run_dir: Path) -> list[SourceSplit]:
-    """Index every DATA set, split it (official split kept, test kept out) and write split files."""
+def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) -> list[SourceSplit]:
+    """Index every DATA set, split it (official split kept, test kept out) and write split files (if ``write``)."""
     if not cfg.data:
         raise TrainingDataError("give at least one data set (ROOT with images/ and masks/)")
     if cfg.split and len(cfg.data) > 1:
@@ -203,7 +203,8 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path) -> list[SourceSplit]:
             name += "_"
         used_names.add(name)
         split_file = run_dir / "splits" / f"{name}.json"
-        write_split(plan, split_file)
+        if write:
+            write_split(plan, split_file)
         train = select_split(index, plan, "train") if plan.splits.get("train") else []
         val = select_split(index, plan, "val") if plan.splits.get("val") else []
         if cfg.limit:
@@ -665,7 +666,8 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     run_dir = Path(cfg.out)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
+    rank_zero = launched_as_rank_zero()  # other DDP ranks start after rank 0 made the folder
+    if rank_zero and run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise TrainingDataError(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
     if cfg.resume and not last.is_file():
         raise TrainingDataError(f"--resume: no checkpoint at {last}")
@@ -679,7 +681,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    sources = resolve_sources(cfg, run_dir)
+    sources = resolve_sources(cfg, run_dir, write=rank_zero)
     preprocess = preprocess_spec(grayscale=cfg.grayscale, clahe=cfg.clahe, deglare=cfg.deglare)
     train = Decoded()
     val = Decoded()
@@ -746,7 +748,8 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         callbacks.append(RichProgressBar(leave=True))
     except (ImportError, ModuleNotFoundError):
         pass
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if rank_zero:
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
@@ -766,6 +769,12 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     started = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if cfg.resume else None)
     train_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        # Rank 0 calibrates and exports; the model file it writes is this run's result too.
+        model_file = run_dir / "model.onnx"
+        return SegmentResult(
+            run_dir, model_file, weights_message, {}, math.nan, class_names, train_seconds, 0, count_parameters(model)
+        )
 
     best = checkpoint.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
