@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,14 +77,19 @@ def assert_same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_rows(photos: Path, model: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+def local_report(photos: Path, model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local") / "report"
     inspect_paths([photos], model=model, out_dir=out)
-    return read_rows(out / "summary.csv")
+    return out
+
+
+def previews(report: Path) -> list[str]:
+    """The embedded thumbnails and overlays of report.html, in page order."""
+    return re.findall(r"data:image/jpeg;base64,[A-Za-z0-9+/=]+", (report / "report.html").read_text())
 
 
 def test_ray_engine_gives_the_local_rows(
-    ray_local: None, photos: Path, model: Path, local_rows: list[dict[str, str]], tmp_path: Path
+    ray_local: None, photos: Path, model: Path, local_report: Path, tmp_path: Path
 ) -> None:
     # The inputs as a list file, shuffled: rows come sorted by path, as the local engine's do.
     listing = tmp_path / "paths.txt"
@@ -93,7 +99,7 @@ def test_ray_engine_gives_the_local_rows(
     result = invoke("inspect", f"@{listing}", "--model", model, "--engine", "ray", "--num-workers", 2, "--out", out)
     assert result.exit_code == 0, result.output
     rows = read_rows(out / "summary.csv")
-    assert_same_rows(rows, local_rows)
+    assert_same_rows(rows, read_rows(local_report / "summary.csv"))
     failed = [r for r in rows if r["status"] == "failed"]
     assert [Path(r["image"]).name for r in failed] == ["broken.jpg"] and failed[0]["error"]
     assert int(next(r for r in rows if r["image"].endswith("wall_0.png"))["cracks"]) >= 1
@@ -101,8 +107,10 @@ def test_ray_engine_gives_the_local_rows(
         assert (out / "masks" / f"{stem}.png").is_file() and (out / "overlays" / f"{stem}.png").is_file()
         doc = json.loads((out / "results" / f"{stem}.json").read_text())
         assert doc["status"] == "ok" and doc["model"]["path"] == str(model)
-    html = (out / "report.html").read_text()
-    assert "broken.jpg" in html and html.count("data:image/jpeg;base64,") >= 6  # thumbnails + overlays
+    assert "broken.jpg" in (out / "report.html").read_text()
+    assert len(previews(out)) == 6 and previews(out) == previews(local_report)  # thumbnails + overlays
+    for folder in ("masks", "overlays"):
+        assert (out / folder / "wall_1.png").read_bytes() == (local_report / folder / "wall_1.png").read_bytes()
     marker = json.loads((out / ".crackscan-inspect").read_text())["files"]
     assert "summary.csv" in marker and "results/wall_1.json" in marker
 
@@ -111,7 +119,7 @@ def test_resume_skips_done_photos(ray_local: None, photos: Path, model: Path, tm
     out = tmp_path / "ray"
     first = invoke("inspect", photos, "--model", model, "--engine", "ray", "--out", out)
     assert first.exit_code == 0, first.output
-    before = read_rows(out / "summary.csv")
+    before, pictures = read_rows(out / "summary.csv"), previews(out)
     kept = {s: (out / "results" / f"{s}.json").read_bytes() for s in ("wall_0", "wall_2")}
     (out / "results" / "wall_1.json").unlink()  # as if the run had stopped before this photo
 
@@ -121,7 +129,7 @@ def test_resume_skips_done_photos(ray_local: None, photos: Path, model: Path, tm
     assert {s: (out / "results" / f"{s}.json").read_bytes() for s in kept} == kept  # not inspected again
     assert (out / "results" / "wall_1.json").is_file()
     assert_same_rows(read_rows(out / "summary.csv"), before)
-    assert (out / "report.html").read_text().count("data:image/jpeg;base64,") >= 6  # previews of reused photos
+    assert previews(out) == pictures  # reused photos keep their thumbnails and overlays
 
     # Other settings: stored results are not reused.
     changed = invoke(

@@ -126,14 +126,19 @@ def _comparable(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- the actor
 
+_OUTPUT_COLUMNS = ("index", "doc", "written", "resumed", "thumbnail", "overlay")
+
+
+def _columns(batch: Any) -> tuple[list[int], list[str], list[str]]:
+    return [int(i) for i in batch["index"]], [str(p) for p in batch["path"]], [str(n) for n in batch["name"]]
+
 
 class InspectionWorker:
-    """One Ray actor: holds an ONNX Runtime session and inspects one photo per call.
+    """One Ray actor: holds an ONNX Runtime session and inspects the photos it is sent.
 
-    ``__call__`` takes a row ``{"index", "path", "name"}`` and returns
-    ``{"index", "doc", "written", "resumed", "thumbnail", "overlay"}``: the result's JSON
-    (string), the files written (JSON list, relative to the output folder), whether a
-    stored result was reused, and the report previews (JPEG bytes, empty when none).
+    ``__call__`` takes a pandas batch (columns ``index``, ``path``, ``name``; one row as
+    the engine sends it) and returns a pandas batch with columns ``index``, ``doc``, ``written``, ``resumed``,
+    ``thumbnail``, ``overlay`` — see :meth:`inspect_row`.
     """
 
     def __init__(
@@ -154,7 +159,19 @@ class InspectionWorker:
         self.resume = resume
         self._settings_json = _comparable(settings.to_dict())
 
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, batch: Any) -> Any:
+        import pandas as pd  # Ray Data's own dependency; a pandas batch keeps bytes as bytes
+
+        rows = [self.inspect_row({"index": i, "path": p, "name": n}) for i, p, n in zip(*_columns(batch), strict=True)]
+        return pd.DataFrame({key: [row[key] for row in rows] for key in _OUTPUT_COLUMNS})
+
+    def inspect_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """One photo ``{"index", "path", "name"}`` → ``{"index", "doc", "written", "resumed", "thumbnail", "overlay"}``.
+
+        ``doc``: the result's JSON (string); ``written``: files written, a JSON list
+        relative to the output folder; ``resumed``: a stored result was reused;
+        ``thumbnail``/``overlay``: the report previews (JPEG bytes, empty when none).
+        """
         path, name = str(row["path"]), str(row["name"])
         result, written, resumed = None, [], False
         if self.resume:
@@ -325,8 +342,12 @@ def inspect_paths_ray(
         try:
             workers = min(num_workers or _default_workers(ray, threads_per_worker), len(rows))
             dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-            dataset = dataset.map(
+            # batch_size=1: each photo is a task of its own. Without it Ray Data bundles the
+            # tiny path rows into one task, and one actor would get every photo.
+            dataset = dataset.map_batches(
                 InspectionWorker,
+                batch_size=1,
+                batch_format="pandas",
                 fn_constructor_kwargs={
                     "model_path": str(predictor.path),
                     "settings": settings,
