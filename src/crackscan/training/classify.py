@@ -24,7 +24,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -43,26 +42,19 @@ from crackscan.runtime.export import export_onnx
 from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess import load_patch
 from crackscan.training.augment import classification_eval_transform, classification_train_transform
+from crackscan.training.run import (
+    TrainingDataError,
+    launched_as_rank_zero,
+    loggers,
+    plot_curves,
+    progress_callbacks,
+)
+
+__all__ = ["ClassifyConfig", "ClassifyResult", "TrainingDataError", "train_classifier"]
+
+CURVES = (("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc", "val_acc")))
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDataError(ValueError):
-    """The data set cannot train a classifier; the message says what to fix."""
-
-
-def launched_as_rank_zero() -> bool:
-    """False in the extra processes of a multi-process run (DDP ranks > 0), before any Trainer exists.
-
-    Lightning's own DDP launcher, ``torchrun`` and ``srun`` start every rank at the top of
-    the command, so run-folder checks and writes before ``trainer.fit`` must be left to
-    rank 0: the others would find its files and stop, or write the same files at once.
-    Reads the launchers' variables (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID`` via
-    Lightning, plus ``NODE_RANK`` for Lightning's multi-node launch).
-    """
-    from lightning.pytorch.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
 
 
 @dataclass
@@ -259,56 +251,6 @@ class FreezeBackbone(Callback):
 
 
 # ----------------------------------------------------------------------------- run
-def _plot_curves(metrics_csv: Path, out_png: Path) -> None:
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(metrics_csv.open()))
-    epochs: dict[int, dict[str, float]] = {}
-    for row in rows:
-        if row.get("epoch", "") == "":
-            continue
-        entry = epochs.setdefault(int(float(row["epoch"])), {})
-        for k, v in row.items():
-            if v not in ("", None) and k not in ("epoch", "step"):
-                entry[k] = float(v)
-    xs = sorted(epochs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
-        for stage in ("train", "val"):
-            key = f"{stage}_{metric}"
-            pts = [(x, epochs[x][key]) for x in xs if key in epochs[x]]
-            if pts:
-                ax.plot([p[0] + 1 for p in pts], [p[1] for p in pts], marker="o", label=stage)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("training curves")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-
-
-def _loggers(run_dir: Path) -> list[Any]:
-    loggers: list[Any] = [
-        CSVLogger(save_dir=str(run_dir), name="logs", version=""),
-        TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
-    ]
-    try:  # optional trackers, used when the user has them installed
-        import mlflow  # noqa: F401
-        from lightning.pytorch.loggers import MLFlowLogger
-
-        loggers.append(MLFlowLogger(experiment_name="crackscan", tracking_uri=f"file:{run_dir / 'mlruns'}"))
-    except ImportError:
-        pass
-    return loggers
-
-
 def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     """Train, test and export a classifier; everything lands in ``cfg.out``."""
     run_dir = Path(cfg.out)
@@ -378,12 +320,7 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         EarlyStopping(monitor="val_acc", mode="max", patience=cfg.patience),
         LearningRateMonitor(logging_interval="epoch"),
     ]
-    try:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    except (ImportError, ModuleNotFoundError):
-        pass
+    callbacks += progress_callbacks()
     if rank_zero:
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
@@ -394,7 +331,7 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         callbacks=callbacks,
-        logger=_loggers(run_dir),
+        logger=loggers(run_dir),
         deterministic=False,
         log_every_n_steps=10,
         enable_model_summary=False,
@@ -447,7 +384,7 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     if csv_path.is_file():
         shutil.copyfile(csv_path, run_dir / "metrics.csv")
         try:
-            _plot_curves(csv_path, run_dir / "curves.png")
+            plot_curves(csv_path, run_dir / "curves.png", CURVES, "training curves")
         except ImportError:
             log.warning("matplotlib missing: no curves.png")
     (run_dir / "result.json").write_text(

@@ -52,10 +52,11 @@ from crackscan.runtime.export import export_onnx
 from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec
 from crackscan.training.augment import segmentation_train_transform
-from crackscan.training.classify import TrainingDataError, _loggers, launched_as_rank_zero
 from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
+from crackscan.training.run import TrainingDataError, launched_as_rank_zero, loggers, plot_curves, progress_callbacks
 
 log = logging.getLogger(__name__)
+CURVES = (("loss", ("train_loss", "val_loss")), ("crack IoU / Dice (val)", ("val_iou", "val_dice")))
 
 SCHEDULERS = ("cosine-warm-restarts", "plateau", "onecycle")
 CALIBRATION_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -582,38 +583,6 @@ def _crack_class(names: list[str]) -> int:
     return 1
 
 
-def _plot_curves(metrics_csv: Path, out_png: Path) -> None:
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs: dict[int, dict[str, float]] = {}
-    for row in csv.DictReader(metrics_csv.open()):
-        if row.get("epoch", "") == "":
-            continue
-        entry = epochs.setdefault(int(float(row["epoch"])), {})
-        entry.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
-    xs = sorted(epochs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = (("loss", ("train_loss", "val_loss")), ("crack IoU / Dice (val)", ("val_iou", "val_dice")))
-    for ax, (label, keys) in zip(axes, panels, strict=True):
-        for key in keys:
-            pts = [(x + 1, epochs[x][key]) for x in xs if key in epochs[x]]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("segmentation training")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-
-
 @torch.no_grad()
 def calibrate(
     model: nn.Module, loader: DataLoader, *, classes: int, crack_class: int
@@ -742,12 +711,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         LearningRateMonitor(logging_interval="epoch"),
         throughput,
     ]
-    try:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    except (ImportError, ModuleNotFoundError):
-        pass
+    callbacks += progress_callbacks()
     if rank_zero:
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
@@ -759,7 +723,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         callbacks=callbacks,
-        logger=_loggers(run_dir),
+        logger=loggers(run_dir),
         deterministic=False,
         log_every_n_steps=10,
         enable_model_summary=False,
@@ -837,7 +801,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     if csv_path.is_file():
         shutil.copyfile(csv_path, run_dir / "metrics.csv")
         try:
-            _plot_curves(csv_path, run_dir / "curves.png")
+            plot_curves(csv_path, run_dir / "curves.png", CURVES, "segmentation training")
         except ImportError:
             log.warning("matplotlib missing: no curves.png")
     parameters = count_parameters(model)

@@ -1,0 +1,108 @@
+"""What every training run shares: rank handling, loggers, progress output and curves.
+
+Classification and segmentation differ in data, model and metrics; the run folder,
+its loggers, the epoch log lines and the curves PNG are the same for both.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDataError(ValueError):
+    """The data set cannot train the model; the message says what to fix."""
+
+
+def launched_as_rank_zero() -> bool:
+    """False in the extra processes of a multi-process run (DDP ranks > 0), before any Trainer exists.
+
+    Lightning's own DDP launcher, ``torchrun`` and ``srun`` start every rank at the top of
+    the command, so run-folder checks and writes before ``trainer.fit`` must be left to
+    rank 0: the others would find its files and stop, or write the same files at once.
+    Reads the launchers' variables (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID`` via
+    Lightning, plus ``NODE_RANK`` for Lightning's multi-node launch).
+    """
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
+
+
+def loggers(run_dir: Path) -> list[Any]:
+    """CSV (``logs/metrics.csv``) and TensorBoard loggers, plus MLflow when it is installed."""
+    found: list[Any] = [
+        CSVLogger(save_dir=str(run_dir), name="logs", version=""),
+        TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
+    ]
+    try:  # optional trackers, used when the user has them installed
+        import mlflow  # noqa: F401
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        found.append(MLFlowLogger(experiment_name="crackscan", tracking_uri=f"file:{run_dir / 'mlruns'}"))
+    except ImportError:
+        pass
+    return found
+
+
+class EpochLog(Callback):
+    """One log line per validated epoch: readable in a ``nohup … > train.log`` file,
+    where a progress bar leaves nothing until the run ends."""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train_", "val_"))}
+        text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
+        log.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, text)
+
+
+def progress_callbacks() -> list[Callback]:
+    """A rich progress bar for terminals and a log line per epoch for log files."""
+    callbacks: list[Callback] = [EpochLog()]
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    except (ImportError, ModuleNotFoundError):
+        pass
+    return callbacks
+
+
+def plot_curves(metrics_csv: Path, out_png: Path, panels: tuple[tuple[str, tuple[str, ...]], ...], title: str) -> None:
+    """Per-epoch curves from Lightning's ``metrics.csv``: one panel per (y label, metric keys)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs: dict[int, dict[str, float]] = {}
+    with metrics_csv.open() as fh:
+        for row in csv.DictReader(fh):
+            if row.get("epoch", "") == "":
+                continue
+            entry = epochs.setdefault(int(float(row["epoch"])), {})
+            entry.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
+    xs = sorted(epochs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (label, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            pts = [(x + 1, epochs[x][key]) for x in xs if key in epochs[x]]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
