@@ -45,7 +45,7 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
         f"| input | {meta.input_size} px, RGB, mean {list(meta.mean)}, std {list(meta.std)} |",
         f"| classes | {', '.join(meta.class_names)} (crack class: {meta.class_names[meta.crack_class]}) |",
         f"| threshold | {meta.threshold:.3f} |",
-        f"| precision | {extra.get('precision', 'fp32')} |",
+        f"| precision | {meta.precision} (weights; computation in float32 unless int8) |",
         f"| file | `{name}.onnx`, {size_mb:.2f} MB, crackscan {meta.crackscan_version} |",
         f"| weights | {extra.get('weights', 'see training command')} |",
         "",
