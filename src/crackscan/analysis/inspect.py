@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from crackscan.analysis.measure import DEFAULT_JOIN_GAP_PX, DEFAULT_MIN_AREA_PX, ImageMeasurement, measure_mask
+from crackscan.analysis.measure import ImageMeasurement, measure_mask
 from crackscan.analysis.severity import SEVERITY_NONE, SEVERITY_UNKNOWN, SeverityBands
 from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from crackscan.runtime.predictor import ModelLoadError, OnnxPredictor, load_predictor, resolve_model_path
@@ -44,6 +44,12 @@ from crackscan.runtime.tiling import (
     predict_tiled,
     preprocess_for,
 )
+
+# A segmenter's map of a full-resolution photo carries pores and specks of a few dozen
+# pixels and breaks thin cracks into pieces a few px apart: stricter than `measure`'s
+# defaults for hand-made masks (20 px, 3 px). Both are options of `crackscan inspect`.
+INSPECT_MIN_AREA_PX = 100
+INSPECT_JOIN_GAP_PX = 5
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +95,8 @@ class InspectionSettings:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     mm_per_px: float | None = None
     patch: int = DEFAULT_PATCH
-    min_area_px: int = DEFAULT_MIN_AREA_PX
-    join_gap_px: int = DEFAULT_JOIN_GAP_PX
+    min_area_px: int = INSPECT_MIN_AREA_PX
+    join_gap_px: int = INSPECT_JOIN_GAP_PX
     bands: SeverityBands = field(default_factory=SeverityBands)
     overlay_max_side: int = OVERLAY_MAX_SIDE
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from crackscan.analysis.inspect import INSPECT_JOIN_GAP_PX, INSPECT_MIN_AREA_PX
 from crackscan.cli._common import err, out
 from crackscan.cli._common import fail as _fail
 from crackscan.imageio import DEFAULT_MAX_PIXELS
@@ -45,6 +46,12 @@ def inspect(
     ),
     tta: bool = typer.Option(False, "--tta", help="Average each tile over horizontal and vertical flips (3× slower)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per model call."),
+    min_area: int = typer.Option(
+        INSPECT_MIN_AREA_PX, "--min-area", min=0, help="Drop predicted crack pieces with fewer pixels."
+    ),
+    join_gap: int = typer.Option(
+        INSPECT_JOIN_GAP_PX, "--join-gap", min=0, help="Pieces at most this many px apart are one crack."
+    ),
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", help="Photos with more pixels are refused (listed as failed)."
     ),
@@ -98,6 +105,8 @@ def inspect(
         batch_size=batch_size,
         max_pixels=max_pixels,
         mm_per_px=mm_per_px,
+        min_area_px=min_area,
+        join_gap_px=join_gap,
     )
     try:
         settings.validate()
