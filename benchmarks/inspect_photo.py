@@ -58,7 +58,7 @@ def main() -> None:
     group.add_argument("--toy-model", action="store_true", help="use the per-pixel darkness model (pipeline cost)")
     parser.add_argument("--width", type=int, default=4032)
     parser.add_argument("--height", type=int, default=3024)
-    parser.add_argument("--tile", type=int, default=None, help="tile side px (default: the model's input size)")
+    parser.add_argument("--tile", type=int, default=None, help="tile side px (default: the model's tile size, as crackscan inspect)")
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tta", action="store_true")
@@ -128,7 +128,7 @@ def main() -> None:
     h, w = args.height, args.width
     print(f"model: {predictor.path.name} ({predictor.metadata.arch}, {predictor.metadata.task})")
     if predictor.metadata.task == "segment":
-        tile = args.tile or predictor.metadata.input_size
+        tile = args.tile or predictor.metadata.tile_size
         n_tiles = count_tiles(predictor, h, w, tile=tile, overlap=args.overlap)
         print(f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {args.batch_size}, tta {args.tta}")
     for stage, sec in times.items():
