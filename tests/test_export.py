@@ -225,3 +225,24 @@ def test_cli_fp16_weights_halve_the_file_and_keep_predictions(exported: Path, tm
     np.testing.assert_allclose(
         OnnxPredictor(half).crack_probability(batch), OnnxPredictor(fp32).crack_probability(batch), atol=2e-3
     )
+
+
+def test_int8_quantisation_leaves_no_scratch_files_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # onnxruntime's pre-processing dumps sym_shape_infer_temp.onnx and its external weight data
+    # into the current folder when symbolic shape inference is incomplete, as it is for the
+    # TF-"same"-padded EfficientNet-Lite0 encoder of the bundled segmenters.
+    from crackscan.models.segmenters import create_segmenter
+    from crackscan.runtime.export import export_onnx
+    from crackscan.runtime.predictor import ModelMetadata
+    from crackscan.runtime.quantize import quantize_int8
+
+    meta = ModelMetadata("segment", "fpn", ["background", "crack"], 1, 64, (0.5,) * 3, (0.5,) * 3)
+    fp32 = tmp_path / "model.onnx"
+    export_onnx(create_segmenter("fpn", "tf_efficientnet_lite0", 1, decoder_channels=[16]).eval(), meta, fp32)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    quantize_int8(fp32, "m.int8.onnx", calibration_images=_images(4, size=64))
+    assert sorted(p.name for p in work.iterdir()) == ["m.int8.onnx"]

@@ -96,13 +96,19 @@ def quantize_int8(
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src).resolve(), Path(dst).resolve()  # the work below runs in a temporary folder
     proto = onnx.load(str(src))
     meta = _read_metadata(proto)
     if meta.precision != "fp32":
         raise QuantizationError(f"{src}: already quantised ({meta.precision}); quantise the fp32 model")
     input_name = proto.graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="crackscan-quant-") as tmp, _quiet_quantizer():
+    # onnxruntime's quantisation tools write scratch files (external weight data,
+    # sym_shape_infer_temp.onnx) into the current folder: work inside a temporary one.
+    with (
+        tempfile.TemporaryDirectory(prefix="crackscan-quant-") as tmp,
+        contextlib.chdir(tmp),
+        _quiet_quantizer(),
+    ):
         prepared = Path(tmp) / "prepared.onnx"
         try:
             # Shape inference + fusions first, as onnxruntime recommends: better QDQ placement.
