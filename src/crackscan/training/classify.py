@@ -45,7 +45,7 @@ from crackscan.training.augment import classification_eval_transform, classifica
 from crackscan.training.run import (
     TrainingDataError,
     launched_as_rank_zero,
-    loggers,
+    make_trainer,
     plot_curves,
     progress_callbacks,
 )
@@ -323,19 +323,14 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     callbacks += progress_callbacks()
     if rank_zero:
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
+    trainer = make_trainer(
+        run_dir,
+        epochs=cfg.epochs,
         accelerator=cfg.accelerator,
-        devices=devices,
+        devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         callbacks=callbacks,
-        logger=loggers(run_dir),
-        deterministic=False,
-        log_every_n_steps=10,
-        enable_model_summary=False,
-        default_root_dir=str(run_dir),
     )
     started = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if cfg.resume else None)

@@ -106,3 +106,31 @@ def plot_curves(metrics_csv: Path, out_png: Path, panels: tuple[tuple[str, tuple
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
+
+
+def make_trainer(
+    run_dir: Path,
+    *,
+    epochs: int,
+    accelerator: str,
+    devices: str,
+    num_nodes: int,
+    strategy: str,
+    callbacks: list[Callback],
+    **options: Any,
+) -> L.Trainer:
+    """The Lightning Trainer both tasks use; ``options`` go to it as they are (e.g. ``max_time``)."""
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=int(devices) if str(devices).isdigit() else devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        callbacks=callbacks,
+        logger=loggers(run_dir),
+        deterministic=False,
+        log_every_n_steps=10,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+        **options,
+    )

@@ -53,7 +53,13 @@ from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec
 from crackscan.training.augment import segmentation_train_transform
 from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
-from crackscan.training.run import TrainingDataError, launched_as_rank_zero, loggers, plot_curves, progress_callbacks
+from crackscan.training.run import (
+    TrainingDataError,
+    launched_as_rank_zero,
+    make_trainer,
+    plot_curves,
+    progress_callbacks,
+)
 
 log = logging.getLogger(__name__)
 CURVES = (("loss", ("train_loss", "val_loss")), ("crack IoU / Dice (val)", ("val_iou", "val_dice")))
@@ -714,21 +720,16 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     callbacks += progress_callbacks()
     if rank_zero:
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
+    trainer = make_trainer(
+        run_dir,
+        epochs=cfg.epochs,
         accelerator=cfg.accelerator,
-        devices=devices,
+        devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         callbacks=callbacks,
-        logger=loggers(run_dir),
-        deterministic=False,
-        log_every_n_steps=10,
-        enable_model_summary=False,
+        max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
         num_sanity_val_steps=0,
-        default_root_dir=str(run_dir),
     )
     started = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if cfg.resume else None)
