@@ -572,15 +572,20 @@ def width_map(
 # --------------------------------------------------------------------------- output
 
 
-def write_csv(measurements: Iterable[ImageMeasurement], path: str | os.PathLike[str]) -> None:
-    """One row per image with :data:`CSV_COLUMNS`; mm cells are empty without a scale."""
+def write_rows_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike[str]) -> None:
+    """Write ``rows`` under the header ``columns``; ``None`` becomes an empty cell."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
         writer.writeheader()
-        for m in measurements:
-            writer.writerow({k: ("" if v is None else v) for k, v in m.to_row().items()})
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+def write_csv(measurements: Iterable[ImageMeasurement], path: str | os.PathLike[str]) -> None:
+    """One row per image with :data:`CSV_COLUMNS`; mm cells are empty without a scale."""
+    write_rows_csv((m.to_row() for m in measurements), CSV_COLUMNS, path)
 
 
 def measurements_to_json(

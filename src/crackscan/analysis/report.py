@@ -15,7 +15,6 @@ This module imports no torch.
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import html
 import io
@@ -263,14 +262,9 @@ def sort_results(results: Sequence[InspectionResult], band_names: Sequence[str])
 def write_summary_csv(results: Sequence[InspectionResult], path: str | Path) -> None:
     """One row per photo (failed ones too) with :data:`crackscan.analysis.inspect.SUMMARY_COLUMNS`."""
     from crackscan.analysis.inspect import SUMMARY_COLUMNS
+    from crackscan.analysis.measure import write_rows_csv
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(SUMMARY_COLUMNS))
-        writer.writeheader()
-        for r in results:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.to_row().items()})
+    write_rows_csv((r.to_row() for r in results), SUMMARY_COLUMNS, path)
 
 
 def _data_uri(data: bytes, mime: str = "image/jpeg") -> str:
