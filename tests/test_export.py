@@ -246,3 +246,6 @@ def test_int8_quantisation_leaves_no_scratch_files_in_the_working_folder(
     monkeypatch.chdir(work)
     quantize_int8(fp32, "m.int8.onnx", calibration_images=_images(4, size=64))
     assert sorted(p.name for p in work.iterdir()) == ["m.int8.onnx"]
+    # Concat/Resize stay float (one shared scale over a skip concatenation costs accuracy).
+    quant = OnnxPredictor(work / "m.int8.onnx").metadata.extra["quantization"]
+    assert quant["ops"] == ["Conv", "Add", "Gemm", "MatMul"]
