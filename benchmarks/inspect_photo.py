@@ -58,7 +58,9 @@ def main() -> None:
     group.add_argument("--toy-model", action="store_true", help="use the per-pixel darkness model (pipeline cost)")
     parser.add_argument("--width", type=int, default=4032)
     parser.add_argument("--height", type=int, default=3024)
-    parser.add_argument("--tile", type=int, default=None, help="tile side px (default: the model's tile size, as crackscan inspect)")
+    parser.add_argument(
+        "--tile", type=int, default=None, help="tile side px (default: the model's tile size, as crackscan inspect)"
+    )
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tta", action="store_true")
