@@ -147,6 +147,8 @@ def test_bad_options_exit_2(seg_model: Path, photos: Path, tmp_path: Path, monke
         assert result.exit_code == 2 and "mm-per-px" in text(result), scale
     assert invoke("inspect", photos, "--model", seg_model, "--overlap", "1.0", "--out", tmp_path / "o").exit_code == 2
     assert invoke("inspect", photos, "--model", seg_model, "--threshold", "1.5", "--out", tmp_path / "o").exit_code == 2
+    result = invoke("inspect", photos, "--model", seg_model, "--coarse-gate", "0", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "coarse-gate" in text(result)
     result = invoke("inspect", photos, "--model", tmp_path / "missing.onnx", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "missing.onnx" in text(result)
     monkeypatch.setattr("crackscan.analysis.inspect.DEFAULT_MODEL", "no-such-bundled-model")

@@ -219,3 +219,39 @@ def test_classifier_patch_grid(tmp_path: Path) -> None:
     np.testing.assert_allclose(classify_patches(predictor, rgb, tta=True).probabilities, grid.probabilities, atol=1e-6)
     small = classify_patches(predictor, np.zeros((20, 30, 3), np.uint8))
     assert small.probabilities.shape == (1, 1) and tuple(small.boxes[0, 0]) == (0, 0, 20, 30)
+
+
+# --------------------------------------------------------------------------- coarse-to-fine
+
+
+def _wall_with_one_crack(h: int = 1500, w: int = 2100) -> np.ndarray:
+    photo = np.full((h, w, 3), 230, dtype=np.uint8)
+    cv2.line(photo, (200, 150), (520, 400), (20, 20, 20), 6)  # one dark crack near a corner
+    return photo
+
+
+def test_coarse_gate_runs_only_the_tiles_near_cracks_and_keeps_the_map(seg: OnnxPredictor) -> None:
+    photo = _wall_with_one_crack()
+    full_stats: dict[str, int] = {}
+    full = predict_tiled(seg, photo, tile=256, stats=full_stats)
+    stats: dict[str, int] = {}
+    gated = predict_tiled(seg, photo, tile=256, coarse_gate=0.5, stats=stats)
+    assert full_stats == {"tiles": stats["tiles"], "tiles_run": stats["tiles"], "coarse_tiles": 0}
+    assert 0 < stats["tiles_run"] <= stats["tiles"] // 4  # the crack touches a few tiles of ~100
+    assert stats["coarse_tiles"] > 0
+    np.testing.assert_array_equal(gated >= 0.5, full >= 0.5)
+    np.testing.assert_allclose(gated, full, atol=1e-3)
+
+
+def test_coarse_gate_is_skipped_on_photos_of_few_tiles(seg: OnnxPredictor) -> None:
+    photo = _wall_with_one_crack(400, 600)
+    stats: dict[str, int] = {}
+    gated = predict_tiled(seg, photo, tile=512, coarse_gate=0.5, stats=stats)
+    assert stats["coarse_tiles"] == 0 and stats["tiles_run"] == stats["tiles"]
+    np.testing.assert_array_equal(gated, predict_tiled(seg, photo, tile=512))
+
+
+@pytest.mark.parametrize("gate", [0.0, 1.0, -0.2, 1.5])
+def test_coarse_gate_out_of_range_is_an_error(seg: OnnxPredictor, gate: float) -> None:
+    with pytest.raises(TilingError, match="coarse gate"):
+        predict_tiled(seg, _wall_with_one_crack(), tile=256, coarse_gate=gate)

@@ -84,7 +84,9 @@ class InspectionSettings:
     ``mm_per_px``: scale for mm lengths/widths and mm severity bands (> 0, or ``None``);
     ``patch``: classifier patch side in px on the photo; ``min_area_px`` /
     ``join_gap_px``: passed to :func:`~crackscan.analysis.measure.measure_mask`;
-    ``bands``: severity bands; ``overlay_max_side``: long side of overlays, px.
+    ``bands``: severity bands; ``overlay_max_side``: long side of overlays, px;
+    ``coarse_gate``: coarse-to-fine screening (see
+    :func:`~crackscan.runtime.tiling.predict_tiled`), ``None`` = every tile at full size.
     """
 
     tile: int | None = None
@@ -99,6 +101,7 @@ class InspectionSettings:
     join_gap_px: int = INSPECT_JOIN_GAP_PX
     bands: SeverityBands = field(default_factory=SeverityBands)
     overlay_max_side: int = OVERLAY_MAX_SIDE
+    coarse_gate: float | None = None
 
     def validate(self) -> InspectionSettings:
         """Raise :class:`InspectionError` with a user-facing message for any bad value."""
@@ -112,6 +115,8 @@ class InspectionSettings:
             raise InspectionError(f"--threshold must be between 0 and 1 (exclusive), got {self.threshold:g}")
         if self.batch_size < 1:
             raise InspectionError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.coarse_gate is not None and not (0.0 < self.coarse_gate < 1.0):
+            raise InspectionError(f"--coarse-gate must be between 0 and 1 (exclusive), got {self.coarse_gate:g}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise InspectionError(f"--max-pixels must be at least 1, got {self.max_pixels}")
         if self.patch < 8:
@@ -314,6 +319,7 @@ def inspect_image(
             batch_size=settings.batch_size,
             tta=settings.tta,
             progress=progress,
+            coarse_gate=settings.coarse_gate,
         )
         mask = prob >= threshold
         result.probability, result.mask = prob, mask

@@ -46,6 +46,12 @@ def inspect(
     ),
     tta: bool = typer.Option(False, "--tta", help="Average each tile over horizontal and vertical flips (3× slower)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per model call."),
+    coarse_gate: float | None = typer.Option(
+        None,
+        "--coarse-gate",
+        help="Coarse-to-fine: screen a half-size copy first and run full-size tiles only where its crack "
+        "probability reaches this value (e.g. 0.1; much faster on photos with few cracks).",
+    ),
     min_area: int = typer.Option(
         INSPECT_MIN_AREA_PX, "--min-area", min=0, help="Drop predicted crack pieces with fewer pixels."
     ),
@@ -107,6 +113,7 @@ def inspect(
         mm_per_px=mm_per_px,
         min_area_px=min_area,
         join_gap_px=join_gap,
+        coarse_gate=coarse_gate,
     )
     try:
         settings.validate()

@@ -87,9 +87,7 @@ def load_pretrained(model: nn.Module, arch: str, *, weights: str | None, pretrai
     if not pretrained:
         return "random initialisation (--no-pretrained)"
     if arch in (LITE0_ARCH, FAST_DEFAULT):
-        return load_into(
-            model, lite0_package_state_dict(), what="ImageNet EfficientNet-Lite0 (offline package)"
-        )
+        return load_into(model, lite0_package_state_dict(), what="ImageNet EfficientNet-Lite0 (offline package)")
     return load_into(model, timm_hub_state_dict(arch), what=f"ImageNet {arch} (timm hub)")
 
 

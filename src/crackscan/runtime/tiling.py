@@ -37,6 +37,8 @@ DEFAULT_OVERLAP = 0.25  # fraction of the tile side shared by neighbouring tiles
 DEFAULT_BATCH_SIZE = 4  # tiles per ONNX Runtime call: 4 × 512² keeps a batch ≈ 50 MB of activations per layer
 DEFAULT_PATCH = 227  # px; classifier patch side on the photo (Özgenel's patches are 227×227)
 WINDOW_FLOOR = 0.05  # smallest blend weight: tile corners still count where nothing else covers them
+COARSE_SCALE = 0.5  # coarse-to-fine: the screening pass sees the photo at half size (a quarter of the work)
+COARSE_MIN_TILES = 6  # below this many full-size tiles the screening pass would cost more than it saves
 
 
 class TilingError(ValueError):
@@ -220,12 +222,14 @@ def predict_tiled(
     predictor: Predictor,
     image_rgb: np.ndarray,
     *,
-    tile: int = DEFAULT_TILE,
+    tile: int | Sequence[int] = DEFAULT_TILE,
     overlap: float = DEFAULT_OVERLAP,
     batch_size: int = DEFAULT_BATCH_SIZE,
     tta: bool = False,
     progress: ProgressCallback | None = None,
     preprocess: bool = True,
+    coarse_gate: float | None = None,
+    stats: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Crack probability (0–1) of every pixel of an ``H×W×3`` uint8 photo: float32 ``H×W``.
 
@@ -237,8 +241,18 @@ def predict_tiled(
     horizontal and vertical flips (3× the work). ``progress(done_tiles, total_tiles)`` is
     called after each batch. ``preprocess``: apply the model's ``extra["preprocess"]``.
 
+    ``coarse_gate`` (coarse-to-fine, off by default): first run the model on a copy of
+    the photo at half size, then at full resolution only on the tiles where some pixel of
+    that coarse map reaches ``coarse_gate``; every other tile keeps the (upsampled)
+    coarse probabilities. On photos where cracks cover a small part this skips most
+    tiles; a crack the half-size pass misses entirely (probability below the gate
+    everywhere in its tile) is missed. Photos of fewer than ``COARSE_MIN_TILES`` tiles
+    are not screened. ``stats``, when given, receives ``tiles``, ``tiles_run`` and
+    ``coarse_tiles``.
+
     Memory: the photo, 8 bytes per pixel (two float32 accumulators; the result is one
-    of them) and one batch of tiles; nothing proportional to the number of tiles.
+    of them; 4 more with ``coarse_gate``) and one batch of tiles; nothing proportional to
+    the number of tiles.
     """
     image = _check_image(image_rgb)
     th, tw = _pair(tile)
@@ -256,21 +270,44 @@ def predict_tiled(
     positions = tile_grid(hp, wp, (th, tw), overlap)
     window = blend_window((th, tw))
 
+    def inside(y0: int, x0: int) -> tuple[int, int, int, int, int, int]:
+        # Tile (y0, x0) in padded coordinates covers image rows y0 - margin … ; the part inside the photo.
+        iy0, ix0 = y0 - margin_y, x0 - margin_x
+        return iy0, ix0, max(0, iy0), min(h, iy0 + th), max(0, ix0), min(w, ix0 + tw)
+
     prob_sum = np.zeros((h, w), dtype=np.float32)
     weight_sum = np.zeros((h, w), dtype=np.float32)
-    batch = np.empty((min(batch_size, len(positions)), th, tw, 3), dtype=np.uint8)
-    done = 0
+    run = positions
+    coarse_tiles = 0
+    if coarse_gate is not None and len(positions) >= COARSE_MIN_TILES:
+        if not 0.0 < coarse_gate < 1.0:
+            raise TilingError(f"coarse gate must be between 0 and 1 (exclusive), got {coarse_gate}")
+        coarse, coarse_tiles = _coarse_map(predictor, image, (th, tw), overlap, batch_size, tta)
+        run = []
+        for y0, x0 in positions:
+            iy0, ix0, ya, yb, xa, xb = inside(y0, x0)
+            if ya >= yb or xa >= xb:
+                continue
+            if coarse[ya:yb, xa:xb].max() >= coarse_gate:
+                run.append((y0, x0))
+            else:  # nothing crack-like at half size: this tile keeps the coarse probabilities
+                tile_window = window[ya - iy0 : yb - iy0, xa - ix0 : xb - ix0]
+                prob_sum[ya:yb, xa:xb] += coarse[ya:yb, xa:xb] * tile_window
+                weight_sum[ya:yb, xa:xb] += tile_window
+        del coarse
+    if stats is not None:
+        stats.update(tiles=len(positions), tiles_run=len(run), coarse_tiles=coarse_tiles)
+    done = len(positions) - len(run)
     if progress is not None:
-        progress(0, len(positions))
-    for group in _batches(positions, batch_size):
+        progress(done, len(positions))
+    if run:
+        batch = np.empty((min(batch_size, len(run)), th, tw, 3), dtype=np.uint8)
+    for group in _batches(run, batch_size):
         for k, (y0, x0) in enumerate(group):
             batch[k] = _cut(image, y0 - margin_y, x0 - margin_x, th, tw)
         probs = _tile_probabilities(predictor, batch[: len(group)], tta)
         for k, (y0, x0) in enumerate(group):
-            # Tile (y0, x0) in padded coordinates covers image rows y0 - margin … ; keep the part inside.
-            iy0, ix0 = y0 - margin_y, x0 - margin_x
-            ya, yb = max(0, iy0), min(h, iy0 + th)
-            xa, xb = max(0, ix0), min(w, ix0 + tw)
+            iy0, ix0, ya, yb, xa, xb = inside(y0, x0)
             if ya >= yb or xa >= xb:
                 continue
             tile_window = window[ya - iy0 : yb - iy0, xa - ix0 : xb - ix0]
@@ -281,6 +318,23 @@ def predict_tiled(
             progress(done, len(positions))
     np.divide(prob_sum, weight_sum, out=prob_sum)
     return prob_sum
+
+
+def _coarse_map(
+    predictor: Predictor, image: np.ndarray, tile: tuple[int, int], overlap: float, batch_size: int, tta: bool
+) -> tuple[np.ndarray, int]:
+    """Crack probabilities from a half-size pass, upsampled back to the photo's size; and its tile count."""
+    import cv2
+
+    h, w = image.shape[:2]
+    small = cv2.resize(
+        image, (max(1, round(w * COARSE_SCALE)), max(1, round(h * COARSE_SCALE))), interpolation=cv2.INTER_AREA
+    )
+    stats: dict[str, int] = {}
+    coarse = predict_tiled(
+        predictor, small, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta, preprocess=False, stats=stats
+    )
+    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR), stats["tiles"]
 
 
 def count_tiles(
