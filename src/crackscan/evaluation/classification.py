@@ -19,7 +19,7 @@ import numpy as np
 
 from crackscan.data.classes import canonical_class
 from crackscan.data.classes import normal_class_name as _normal
-from crackscan.data.layouts import SPLIT_NAMES, DatasetIndex, LayoutKind, Sample, index_dataset
+from crackscan.data.layouts import DatasetIndex, LayoutKind, Sample, index_dataset
 from crackscan.evaluation.files import FileProblem
 from crackscan.evaluation.inference import (
     DEFAULT_BATCH_SIZE,
@@ -27,6 +27,7 @@ from crackscan.evaluation.inference import (
     classify_files,
     predict_labels,
 )
+from crackscan.evaluation.splits import pick_split
 from crackscan.metrics.classification import (
     accuracy,
     average_precision,
@@ -103,47 +104,13 @@ def select_samples(
     given, else the layout's own split folders), or the path of a split file (its test
     split). Raises :class:`EvaluationError`, ``LayoutError`` or ``SplitError``.
     """
-    from crackscan.data.split import select_split  # lazy: only split-file users pay for it
-
     index = index_dataset(data)
     if index.layout is not LayoutKind.CLASS_FOLDERS:
         raise EvaluationError(
             f"{data}: an image/mask (segmentation) data set; classification evaluation needs class folders "
             "(DATA/<class>/*.jpg or DATA/<split>/<class>/*.jpg)"
         )
-    name = split.strip()
-    if name.lower() == "all":
-        if split_file is not None:
-            raise EvaluationError("--split all uses every image under DATA; drop --split-file or name a split")
-        return SplitSelection(list(index.samples), "all images", index)
-    if name.lower() in SPLIT_NAMES:
-        which = SPLIT_NAMES[name.lower()]
-        if split_file is not None:
-            samples = select_split(index, split_file, which)
-            desc = f"{which} split of {split_file}"
-        elif index.splits:
-            samples = [s for s in index.samples if s.split == which]
-            if not samples:
-                raise EvaluationError(
-                    f"{data} has split folders ({', '.join(sorted(index.splits))}) but no {which!r} one; "
-                    "pick one of those, pass --split-file FILE, or --split all"
-                )
-            desc = f"{which} split folder"
-        else:
-            raise EvaluationError(
-                f"{data} has no split folders, so --split {which} needs a split file: make one with "
-                f"`crackscan data split {data} --out split.json` and pass --split-file split.json, "
-                "or evaluate on every image with --split all"
-            )
-    elif Path(name).is_file():
-        if split_file is not None:
-            raise EvaluationError("give the split file once: either --split FILE or --split-file FILE")
-        samples = select_split(index, name, "test")
-        desc = f"test split of {name}"
-    else:
-        raise EvaluationError(f"--split {name!r}: expected test, val, train, all or an existing split file")
-    if not samples:
-        raise EvaluationError(f"the {desc} holds no images")
+    samples, desc = pick_split(index, data, split, split_file, error=EvaluationError, unit="images")
     return SplitSelection(samples, desc, index)
 
 

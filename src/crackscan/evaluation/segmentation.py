@@ -30,8 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from crackscan.data.layouts import SPLIT_NAMES, DatasetIndex, LayoutKind, Sample, index_dataset
+from crackscan.data.layouts import DatasetIndex, LayoutKind, Sample, index_dataset
 from crackscan.evaluation.files import FileProblem
+from crackscan.evaluation.splits import pick_split
 from crackscan.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -105,45 +106,15 @@ def select_pairs(
     split). ``mask_dir`` names the mask folder when a set has several. Raises
     :class:`SegmentationEvaluationError`, ``LayoutError`` or ``SplitError``.
     """
-    from crackscan.data.split import select_split  # lazy: only split-file users pay for it
-
     index = index_dataset(data, mask_dir=mask_dir)
     if index.layout is not LayoutKind.IMAGE_MASK_PAIRS:
         raise SegmentationEvaluationError(
             f"{data}: class folders (a classification data set); segmentation evaluation needs image/mask "
             "pairs (DATA/images/ + DATA/masks/, optionally with train/val/test sub-folders)"
         )
-    name = split.strip()
-    if name.lower() == "all":
-        if split_file is not None:
-            raise SegmentationEvaluationError("--split all uses every pair under DATA; drop --split-file")
-        samples, desc = list(index.samples), "all images"
-    elif name.lower() in SPLIT_NAMES:
-        which = SPLIT_NAMES[name.lower()]
-        if split_file is not None:
-            samples, desc = select_split(index, split_file, which), f"{which} split of {split_file}"
-        elif index.splits:
-            samples = [s for s in index.samples if s.split == which]
-            if not samples:
-                raise SegmentationEvaluationError(
-                    f"{data} has split folders ({', '.join(sorted(index.splits))}) but no {which!r} one; "
-                    "pick one of those, pass --split-file FILE, or --split all"
-                )
-            desc = f"{which} split folder"
-        else:
-            raise SegmentationEvaluationError(
-                f"{data} has no split folders, so --split {which} needs a split file: make one with "
-                f"`crackscan data split {data} --out split.json` and pass --split split.json, "
-                "or evaluate on every pair with --split all"
-            )
-    elif Path(name).is_file():
-        if split_file is not None:
-            raise SegmentationEvaluationError("give the split file once: either --split FILE or --split-file FILE")
-        samples, desc = select_split(index, name, "test"), f"test split of {name}"
-    else:
-        raise SegmentationEvaluationError(f"--split {name!r}: expected test, val, train, all or an existing split file")
-    if not samples:
-        raise SegmentationEvaluationError(f"the {desc} holds no image/mask pairs")
+    samples, desc = pick_split(
+        index, data, split, split_file, error=SegmentationEvaluationError, unit="image/mask pairs"
+    )
     return PairSelection(samples, desc, index)
 
 
