@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from crackscan.runtime.predictor import BUNDLED_DIR, OnnxPredictor
+from crackscan.runtime.predictor import BUNDLED_DIR, METADATA_KEY, OnnxPredictor
+
+DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 MAX_BYTES = 10 * 1000 * 1000
 CLASSIFY_KEYS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "threshold")
@@ -77,12 +78,30 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
     return "\n".join(lines)
 
 
+def portable_copy(src: Path, dst: Path, data_root: Path) -> None:
+    """Copy ``src`` to ``dst`` with this machine's data paths in the metadata made relative.
+
+    Training records absolute paths (``/work/shared/data/ozgenel``); a shipped model should
+    name its data sets, not the build machine's folders.
+    """
+    import onnx
+
+    proto = onnx.load(str(src))
+    prefixes = {str(data_root.resolve()) + "/", str(data_root.resolve())}
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            for prefix in sorted(prefixes, key=len, reverse=True):
+                prop.value = prop.value.replace(prefix, "")
+    onnx.save(proto, str(dst))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--eval", action="append", default=[], help="label=path to an evaluate --json file")
     parser.add_argument("--notes", type=Path)
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT, help="made relative in the metadata")
     args = parser.parse_args()
     if args.model.stat().st_size > MAX_BYTES:
         raise SystemExit(f"{args.model} is {args.model.stat().st_size / 1e6:.1f} MB: bundled models must be ≤ 10 MB")
@@ -93,7 +112,7 @@ def main() -> None:
     notes = args.notes.read_text() if args.notes else ""
     BUNDLED_DIR.mkdir(parents=True, exist_ok=True)
     target = BUNDLED_DIR / f"{args.name}.onnx"
-    shutil.copyfile(args.model, target)
+    portable_copy(args.model, target, args.data_root)
     (BUNDLED_DIR / f"{args.name}.md").write_text(card(args.name, target, evals, notes))
     print(f"bundled {target} ({target.stat().st_size / 1e6:.2f} MB) with {target.with_suffix('.md')}")
 
