@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from conftest import make_empty, make_png_claiming, make_truncated_jpeg, tree_hashes
 from crackscan.analysis.inspect import (
-    MARKER,
     InspectionError,
     InspectionSettings,
     inspect_image,
     inspect_paths,
 )
+from crackscan.analysis.output_folder import MARKER
 from crackscan.cli import app
 from crackscan.imageio import write_image
 from crackscan.runtime.predictor import load_predictor

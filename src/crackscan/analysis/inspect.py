@@ -19,12 +19,11 @@ imports no torch.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,14 @@ from typing import Any
 import numpy as np
 
 from crackscan.analysis.measure import ImageMeasurement, measure_mask
+from crackscan.analysis.output_folder import (
+    InspectionError,
+    exclude_own_outputs,
+    prepare_output_dir,
+    safe_name,
+    unique_names,
+    write_marker,
+)
 from crackscan.analysis.severity import SEVERITY_NONE, SEVERITY_UNKNOWN, SeverityBands
 from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from crackscan.runtime.predictor import ModelLoadError, OnnxPredictor, load_predictor, resolve_model_path
@@ -56,17 +63,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "crack-seg"  # bundled segmenter used when no --model is given
 DEFAULT_BATCH_SIZE = 4  # segmentation tiles per model call
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are downscaled to this long side
-MARKER = ".crackscan-inspect"  # marks a folder crackscan wrote a report into (lists the files it wrote)
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-
-
-class InspectionError(ValueError):
-    """Bad settings, no usable model, or an output folder crackscan must not write to."""
-
-
-class OutputFolderError(InspectionError):
-    """The output folder holds files crackscan did not write (use another folder or overwrite)."""
 
 
 # --------------------------------------------------------------------------- settings
@@ -392,95 +390,6 @@ def open_inspection_model(model: str | os.PathLike[str] | OnnxPredictor | None) 
     return predictor
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def prepare_output_dir(out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Make ``out_dir`` ready for a report.
-
-    A missing or empty folder is used as is. A folder holding an earlier crackscan
-    report (its ``.crackscan-inspect`` marker) has that report's files removed — only
-    the files the marker lists. Any other non-empty folder is refused with
-    :class:`OutputFolderError` unless ``overwrite`` (then files are written over, none
-    deleted).
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputFolderError(f"{out}: exists and is a file; give a folder for the report")
-    if out.is_dir() and any(out.iterdir()):
-        if (out / MARKER).is_file():
-            for rel in _marker_files(out):
-                target = out / str(rel)
-                # Only plain files inside the folder that the earlier run wrote.
-                if _inside(target, out) and target.is_file() and not target.is_symlink():
-                    target.unlink()
-        elif not overwrite:
-            raise OutputFolderError(
-                f"{out}: folder exists and holds other files; choose a new --out folder, "
-                "or pass --overwrite to write into it anyway"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _marker_files(out: Path) -> list[str]:
-    """The files an earlier crackscan report in ``out`` wrote (empty without a marker)."""
-    marker = out / MARKER
-    if not marker.is_file():
-        return []
-    try:
-        files = json.loads(marker.read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(f) for f in files if isinstance(f, str)]
-
-
-def _exclude_own_outputs(files: Sequence[Path], out: Path) -> list[Path]:
-    """Drop an earlier report's own files from the inputs; refuse photos that live in ``out``.
-
-    ``crackscan inspect photos/ --out photos/report`` run twice finds the first run's
-    overlays under ``photos/``: they are not photos. Any other input inside ``out``
-    would be deleted or overwritten by the report, so that is an error.
-    """
-    if not out.exists():
-        return list(files)
-    previous = set(_marker_files(out))
-    kept = []
-    for f in files:
-        if _inside(f, out):
-            rel = f.resolve().relative_to(out.resolve()).as_posix()
-            if rel in previous:
-                continue
-            raise OutputFolderError(f"{out}: holds input photos (e.g. {f}); write the report to a folder of its own")
-        kept.append(f)
-    return kept
-
-
-def safe_name(text: str) -> str:
-    """A file-name stem made of letters, digits, ``-``, ``_`` and ``.`` only (never hidden, never empty)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).lstrip(".") or "image"
-
-
-def _unique_names(files: Sequence[Path]) -> list[str]:
-    """Output file stems: the photo's stem (unsafe characters → _), with -2, -3 … when taken."""
-    taken: set[str] = set()
-    names = []
-    for f in files:
-        stem = safe_name(f.stem)
-        name, k = stem, 1
-        while name.lower() in taken:  # case-insensitive file systems would merge A.png and a.png
-            k += 1
-            name = f"{stem}-{k}"
-        taken.add(name.lower())
-        names.append(name)
-    return names
-
-
 def inspect_paths(
     paths: Iterable[str | os.PathLike[str]],
     *,
@@ -514,14 +423,14 @@ def inspect_paths(
     files, problems = collect_images(paths)
     out: Path | None = None
     if out_dir is not None:
-        files = _exclude_own_outputs(files, Path(out_dir))
+        files = exclude_own_outputs(files, Path(out_dir))
         out = prepare_output_dir(out_dir, overwrite=overwrite)
-        _write_marker(out, [])  # at once: an interrupted run's folder is still recognised as ours
+        write_marker(out, [])  # at once: an interrupted run's folder is still recognised as ours
 
     results: list[InspectionResult] = [
         InspectionResult(source=p.path, name="", status=STATUS_FAILED, error=p.reason) for p in problems
     ]
-    names = _unique_names(files)
+    names = unique_names(files)
     written: list[str] = []
     total = len(files)
     info = model_info(predictor)
@@ -552,13 +461,8 @@ def inspect_paths(
     if out is not None:
         if report:
             written += write_report(results, out, model=info, settings=settings)
-        _write_marker(out, written)
+        write_marker(out, written)
     return results
-
-
-def _write_marker(out: Path, files: Sequence[str]) -> None:
-    doc = {"written_by": "crackscan inspect", "files": sorted(set(files))}
-    (out / MARKER).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 
 def encode_png(array: np.ndarray) -> bytes:

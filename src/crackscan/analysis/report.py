@@ -187,7 +187,7 @@ def write_image_outputs(
     ``result.outputs`` (paths relative to ``out_dir``) and ``result.previews`` (JPEG bytes
     for the HTML report) and returns the relative paths written.
     """
-    from crackscan.analysis.inspect import safe_name
+    from crackscan.analysis.output_folder import safe_name
 
     out = Path(out_dir)
     written: list[str] = []

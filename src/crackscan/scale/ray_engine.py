@@ -39,23 +39,25 @@ from pathlib import Path
 from typing import Any
 
 from crackscan.analysis.inspect import (
-    MARKER,
     STATUS_FAILED,
     STATUS_OK,
-    InspectionError,
     InspectionResult,
     InspectionSettings,
-    OutputFolderError,
-    _exclude_own_outputs,
-    _marker_files,
-    _unique_names,
-    _write_marker,
     inspect_image,
     model_info,
     open_inspection_model,
-    prepare_output_dir,
 )
 from crackscan.analysis.measure import ImageMeasurement
+from crackscan.analysis.output_folder import (
+    MARKER,
+    InspectionError,
+    OutputFolderError,
+    exclude_own_outputs,
+    marker_files,
+    prepare_output_dir,
+    unique_names,
+    write_marker,
+)
 from crackscan.imageio import ImageReadError
 from crackscan.runtime.predictor import OnnxPredictor, load_predictor
 from crackscan.runtime.tiling import ProgressCallback
@@ -276,7 +278,7 @@ def _prepare_resumed_output(out: Path, *, overwrite: bool) -> list[str]:
             "(pass --overwrite to write into it anyway)"
         )
     out.mkdir(parents=True, exist_ok=True)
-    return _marker_files(out)
+    return marker_files(out)
 
 
 def inspect_paths_ray(
@@ -319,14 +321,14 @@ def inspect_paths_ray(
     info = model_info(predictor)
     files, problems = collect_images(paths)
     out = Path(out_dir)
-    files = _exclude_own_outputs(files, out)
+    files = exclude_own_outputs(files, out)
     if resume:
         previous = _prepare_resumed_output(out, overwrite=overwrite)
     else:
         out, previous = prepare_output_dir(out, overwrite=overwrite), []
-    _write_marker(out, previous)  # at once: an interrupted run's folder is still recognised as ours
+    write_marker(out, previous)  # at once: an interrupted run's folder is still recognised as ours
 
-    names = _unique_names(files)
+    names = unique_names(files)
     rows = [{"index": i, "path": str(p), "name": n} for i, (p, n) in enumerate(zip(files, names, strict=True))]
     done: dict[int, InspectionResult] = {}
     written = list(previous)
@@ -374,5 +376,5 @@ def inspect_paths_ray(
     results = [InspectionResult(source=p.path, name="", status=STATUS_FAILED, error=p.reason) for p in problems]
     results += [done[i] for i in range(len(rows))]
     written += write_report(results, out, model=info, settings=settings)
-    _write_marker(out, written)
+    write_marker(out, written)
     return RayInspection(results=results, resumed=resumed, workers=workers, written=sorted(set(written)))
