@@ -195,6 +195,27 @@ def test_width_map_matches_measurement() -> None:
     assert float(width.max()) == pytest.approx(crack.max_width_px, abs=0.01)
 
 
+def test_kept_centreline_is_the_width_map_and_gives_the_same_overlay() -> None:
+    from crackscan.analysis.report import render_width_overlay
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((300, 400), dtype=bool)
+    for seed in range(3):
+        mask |= rasterise_crack(random_crack(np.random.default_rng(seed), 300, 400), 300, 400)
+    result = measure_mask(mask, min_area_px=20, join_gap_px=3, keep_centreline=True)
+    assert result.centreline is not None and "centreline" not in result.to_dict()
+    ys, xs, widths = result.centreline
+    skeleton, width = width_map(mask, min_area_px=20, join_gap_px=3)
+    assert np.array_equal(np.sort(np.ravel_multi_index((ys, xs), mask.shape)), np.flatnonzero(skeleton))
+    assert np.array_equal(width[ys, xs], widths)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    kw = {"min_area_px": 20, "join_gap_px": 3}
+    assert np.array_equal(
+        render_width_overlay(photo, mask, centreline=result.centreline, **kw), render_width_overlay(photo, mask, **kw)
+    )
+    assert measure_mask(mask).centreline is None
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(MeasureError):
         measure_mask(np.zeros((10, 10), bool), mm_per_px=0)

@@ -208,6 +208,8 @@ class InspectionResult:
     def release(self) -> None:
         """Drop the large arrays (photo, mask, probability map); figures and previews stay."""
         self.image = self.mask = self.probability = None
+        if self.measurement is not None:
+            self.measurement.centreline = None
         if self.patch_grid is not None:
             self.patch_grid = None
 
@@ -329,6 +331,7 @@ def inspect_image(
             join_gap_px=settings.join_gap_px,
             bands=settings.bands,
             image=source,
+            keep_centreline=True,  # the width overlay reuses it
         )
     elif meta.task == "classify":
         grid = classify_patches(

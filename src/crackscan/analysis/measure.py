@@ -165,6 +165,9 @@ class ImageMeasurement:
     max_width_mm: float | None = None
     mean_width_mm: float | None = None
     severity: str = SEVERITY_NONE
+    # (ys, xs, full widths) of every centreline pixel, in mask coordinates: kept only when
+    # measure_mask(keep_centreline=True), so the width overlay need not skeletonise again.
+    centreline: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_cracks(self) -> int:
@@ -186,14 +189,14 @@ class ImageMeasurement:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, per image and per crack (JSON-ready)."""
-        d = {k: v for k, v in self.__dict__.items() if k != "cracks"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("cracks", "centreline")}
         d["n_cracks"] = self.n_cracks
         d["cracks"] = [c.to_dict() for c in self.cracks]
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageMeasurement:
-        kw = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "cracks"}
+        kw = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in ("cracks", "centreline")}
         kw["cracks"] = [CrackMeasurement.from_dict(c) for c in data.get("cracks", [])]
         return cls(**kw)
 
@@ -478,6 +481,7 @@ def measure_mask(
     join_gap_px: int = DEFAULT_JOIN_GAP_PX,
     bands: SeverityBands | None = None,
     image: str = "",
+    keep_centreline: bool = False,
 ) -> ImageMeasurement:
     """Measure every crack of a mask.
 
@@ -486,7 +490,9 @@ def measure_mask(
     ``min_area_px``: instances with fewer mask pixels are dropped; ``join_gap_px``: gaps
     of up to this many background px join pieces into one instance (0: no joining);
     ``bands``: severity bands (default mm bands 0.1 / 0.3 / 1.0); ``image``: a name kept
-    in the result. Raises :class:`MeasureError` for a scale <= 0 or a non-2-D mask.
+    in the result; ``keep_centreline``: keep every centreline pixel and its width in
+    ``result.centreline`` (for :func:`~crackscan.analysis.report.render_width_overlay`).
+    Raises :class:`MeasureError` for a scale <= 0 or a non-2-D mask.
     """
     fg = _as_foreground(mask)
     _check_scale(mm_per_px)
@@ -494,9 +500,13 @@ def measure_mask(
         raise MeasureError("min_area_px and join_gap_px must be >= 0")
     bands = bands if bands is not None else SeverityBands()
     cracks: list[CrackMeasurement] = []
+    lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for (y0, x0), inst, area in _instances(fg, int(min_area_px), int(join_gap_px)):
         inst = _fill_small_holes(inst)
         cl = _centreline(inst)
+        if keep_centreline:
+            cy, cx = np.nonzero(cl.skeleton)
+            lines.append((cy + y0, cx + x0, cl.widths))
         wmax, wmean, wp95 = _stats(cl.widths)
         ys, xs = np.nonzero(inst)
         cracks.append(
@@ -533,6 +543,19 @@ def measure_mask(
         max_width_mm=_mm(wmax, mm_per_px),
         mean_width_mm=_mm(wmean, mm_per_px),
         severity=_severity(wmax, mm_per_px, bands) if cracks else SEVERITY_NONE,
+        centreline=_join_lines(lines) if keep_centreline else None,
+    )
+
+
+def _join_lines(
+    lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not lines:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return (
+        np.concatenate([ln[0] for ln in lines]),
+        np.concatenate([ln[1] for ln in lines]),
+        np.concatenate([ln[2] for ln in lines]).astype(np.float32),
     )
 
 

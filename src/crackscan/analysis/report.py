@@ -94,17 +94,23 @@ def render_width_overlay(
     join_gap_px: int = 3,
     mm_per_px: float | None = None,
     legend: bool = True,
+    centreline: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The photo (dimmed) with crack pixels coloured by local full width: RGB uint8.
 
     Colour runs from 0 px (blue) to the photo's largest width (red); mask pixels that
     are not part of a measured crack (specks below ``min_area_px``) are light grey. The
     result's long side is at most ``max_side`` px. ``mm_per_px`` labels the legend in mm.
+    ``centreline``: the ``(ys, xs, widths)`` that ``measure_mask(..., keep_centreline=True)``
+    kept for this mask with the same ``min_area_px``/``join_gap_px`` (saves skeletonising again).
     """
     mask = np.asarray(mask, dtype=bool)
     h, w = mask.shape
-    skeleton, width = width_map(mask, min_area_px=min_area_px, join_gap_px=join_gap_px)
-    del skeleton
+    if centreline is not None:
+        width = np.zeros((h, w), dtype=np.float32)
+        width[centreline[0], centreline[1]] = centreline[2]
+    else:
+        _, width = width_map(mask, min_area_px=min_area_px, join_gap_px=join_gap_px)
     wmax = float(width.max()) if width.size else 0.0
     if wmax > 0:
         # Spread each centreline width over its crack: a max filter as wide as the widest crack.
@@ -207,6 +213,7 @@ def write_image_outputs(
             min_area_px=settings.min_area_px if settings is not None else 0,
             join_gap_px=settings.join_gap_px if settings is not None else 3,
             mm_per_px=settings.mm_per_px if settings is not None else None,
+            centreline=result.measurement.centreline if result.measurement is not None else None,
         )
     elif result.patch_grid is not None:
         overlay = render_heatmap_overlay(result.image, result.patch_grid, result.threshold or 0.5, max_side=max_side)
