@@ -39,6 +39,7 @@ DEFAULT_PATCH = 227  # px; classifier patch side on the photo (Özgenel's patche
 WINDOW_FLOOR = 0.05  # smallest blend weight: tile corners still count where nothing else covers them
 COARSE_SCALE = 0.5  # coarse-to-fine: the screening pass sees the photo at half size (a quarter of the work)
 COARSE_MIN_TILES = 6  # below this many full-size tiles the screening pass would cost more than it saves
+COARSE_OVERLAP = 0.0  # the screening pass only has to find tiles worth a full look: no overlap, fewer tiles
 
 
 class TilingError(ValueError):
@@ -282,7 +283,7 @@ def predict_tiled(
     if coarse_gate is not None and len(positions) >= COARSE_MIN_TILES:
         if not 0.0 < coarse_gate < 1.0:
             raise TilingError(f"coarse gate must be between 0 and 1 (exclusive), got {coarse_gate}")
-        coarse, coarse_tiles = _coarse_map(predictor, image, (th, tw), overlap, batch_size, tta)
+        coarse, coarse_tiles = _coarse_map(predictor, image, (th, tw), COARSE_OVERLAP, batch_size, tta)
         run = []
         for y0, x0 in positions:
             iy0, ix0, ya, yb, xa, xb = inside(y0, x0)
