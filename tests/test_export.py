@@ -178,6 +178,34 @@ def test_export_segmenter_odd_sizes(tmp_path: Path) -> None:
     np.testing.assert_allclose(a, b, atol=2e-4)
 
 
+def test_export_rebuilds_a_half_resolution_unet(tmp_path: Path) -> None:
+    """head_stride travels in the metadata: the rebuilt network loads the weights strictly."""
+    segmenters = pytest.importorskip("crackscan.models.segmenters")
+    from crackscan.runtime.export import export_model
+
+    torch.manual_seed(0)
+    channels = [32, 16, 16, 8, 8]
+    model = segmenters.create_segmenter("unet", "mobilenetv2_035", 1, decoder_channels=channels, head_stride=2)
+    meta = ModelMetadata(
+        task="segment",
+        arch="unet",
+        class_names=["background", "crack"],
+        crack_class=1,
+        input_size=64,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        extra={"encoder": "mobilenetv2_035", "decoder_channels": channels, "head_stride": 2, "size_multiple": 32},
+    )
+    pt = tmp_path / "seg" / "model.pt"
+    pt.parent.mkdir()
+    torch.save({"state_dict": model.state_dict(), "metadata": json.loads(meta.to_json())}, pt)
+    result = export_model(pt)
+    onnx = OnnxPredictor(result.path)
+    assert onnx.metadata.extra["head_stride"] == 2
+    image = _images(1, size=64)
+    np.testing.assert_allclose(onnx.probability_map(image), load_predictor(pt).probability_map(image), atol=2e-4)
+
+
 def test_bad_model_files_give_clear_errors(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper

@@ -77,6 +77,21 @@ def test_unet3plus_deep_supervision_and_cgm(cgm: bool) -> None:
     assert isinstance(single, torch.Tensor) and single.shape == (2, 1, 64, 96)
 
 
+def test_half_resolution_head_gives_full_size_logits_without_a_full_size_block() -> None:
+    model = create_segmenter("unet", TINY, 2, decoder_channels=[32, 16, 16, 8, 8], head_stride=2).eval()
+    assert not any(p.numel() for p in model.decoder.blocks[-1].parameters())  # the 1× block is gone
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = model(x)
+        features = model.decoder(model.encoder(x))
+    assert out.shape == (1, 2, 64, 96)
+    assert features.shape[-2:] == (32, 48)  # the head sees stride-2 features
+    with pytest.raises(ValueError, match="unet only"):
+        create_segmenter("fpn", TINY, 1, head_stride=2)
+    with pytest.raises(ValueError, match="1 or 2"):
+        create_segmenter("unet", TINY, 1, head_stride=4)
+
+
 def test_unknown_arch_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown architecture"):
         create_segmenter("segnet-9000", TINY)

@@ -129,6 +129,9 @@ def segment(
     decoder_channels: str | None = typer.Option(
         None, "--decoder-channels", help="e.g. 128,64,32,24,16 (U-Net-like); one width for FPN/DeepLabV3+/U-Net3+."
     ),
+    head_stride: int = typer.Option(
+        1, "--head-stride", help="U-Net: 2 = predict at half resolution, logits upsampled (1.65x faster on CPU)."
+    ),
     cgm: bool = typer.Option(False, "--cgm", help="U-Net3+: classification-guided module."),
     out_dir: Path = typer.Option(Path("runs/segment"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -172,6 +175,7 @@ def segment(
         batch_size=batch_size,
         lr=lr,
         decoder_channels=_int_list(decoder_channels, "--decoder-channels"),
+        head_stride=head_stride,
         cgm=cgm,
         resume=resume,
         seed=seed,

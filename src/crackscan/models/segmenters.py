@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import segmentation_models_pytorch as smp
+import torch.nn.functional as F
 from torch import nn
 
 from crackscan.models.pretrained import (
@@ -48,6 +49,41 @@ def timm_name(encoder: str) -> str:
     return encoder.removeprefix("tu-")
 
 
+class _PassThrough(nn.Module):
+    """Stands in for U-Net's last decoder block: keeps the stride-2 features as they are."""
+
+    def forward(self, feature_map: Any, target_height: int, target_width: int, skip_connection: Any = None) -> Any:
+        return feature_map
+
+
+class _UpsampleLogits(nn.Module):
+    """Bilinear ×``factor`` of the logits (not of labels), so the output matches the input size."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Any) -> Any:
+        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+
+
+def _predict_at_half_resolution(model: nn.Module, classes: int) -> nn.Module:
+    """Make an smp U-Net predict at stride 2 and upsample its logits ×2.
+
+    Measured with ONNX Runtime on 2 CPU cores (512×512, Lite0 encoder): the full-resolution
+    decoder block and the 3×3 head on 512×512 maps are about 40 % of the time; without them
+    the network runs 1.65× faster (117 → 71 ms). Cracks a pixel or two wide stay visible in
+    bilinearly upsampled logits; what is lost is sub-pixel edge placement.
+    """
+    blocks = model.decoder.blocks
+    widths = [m.out_channels for m in blocks[-2].modules() if isinstance(m, nn.Conv2d)]
+    blocks[-1] = _PassThrough()
+    head = model.segmentation_head
+    head[0] = nn.Conv2d(widths[-1], classes, kernel_size=3, padding=1)
+    head[1] = _UpsampleLogits(2)
+    return model
+
+
 def available_archs() -> list[str]:
     return sorted({*smp.MODEL_ARCHITECTURES_MAPPING, "unet3plus"})
 
@@ -61,6 +97,7 @@ def create_segmenter(
     deep_supervision: bool = True,
     cgm: bool = False,
     cgm_gate_inference: bool = False,
+    head_stride: int = 1,
     **kwargs: Any,
 ) -> nn.Module:
     """A randomly initialised segmenter with ``classes`` output channels (logits).
@@ -69,11 +106,17 @@ def create_segmenter(
     per stage, five values from deep to shallow (default 128, 64, 32, 24, 16); for
     single-width decoders the first value is used (FPN pyramid width, DeepLabV3+
     decoder width, U-Net3+ ``cat_channels``). ``deep_supervision``/``cgm`` apply to
-    U-Net3+ only. Raises ``ValueError`` for an unknown arch or encoder.
+    U-Net3+ only. ``head_stride=2`` (U-Net only) predicts at half resolution and
+    upsamples the logits: about 1.65× faster on CPU. Raises ``ValueError`` for an
+    unknown arch or encoder.
     """
     name = canonical_arch(arch)
     enc = smp_encoder_name(encoder)
     channels = tuple(int(c) for c in decoder_channels) if decoder_channels else None
+    if head_stride not in (1, 2):
+        raise ValueError(f"--head-stride must be 1 or 2, got {head_stride}")
+    if head_stride == 2 and name != "unet":
+        raise ValueError(f"--head-stride 2 is built for unet only, not {arch}")
     try:
         if name == "unet3plus":
             return UNet3Plus(
@@ -100,7 +143,8 @@ def create_segmenter(
             options.update(decoder_pyramid_channels=width, decoder_segmentation_channels=seg)
         elif name in ("deeplabv3plus", "deeplabv3", "upernet", "pan"):
             options["decoder_channels"] = channels[0] if channels else 128
-        return smp.create_model(name, encoder_name=enc, encoder_weights=None, classes=classes, **options)
+        model = smp.create_model(name, encoder_name=enc, encoder_weights=None, classes=classes, **options)
+        return _predict_at_half_resolution(model, classes) if head_stride == 2 else model
     except (KeyError, RuntimeError) as exc:  # timm: unknown model / unsupported layout
         raise ValueError(f"cannot build {arch} with encoder {timm_name(enc)!r}: {exc}") from None
 

@@ -96,6 +96,7 @@ class SegmentConfig:
     batch_size: int = 8
     lr: float = 1e-3
     decoder_channels: list[int] | None = None
+    head_stride: int = 1  # 2: U-Net predicts at half resolution (faster on CPU)
     deep_supervision: bool = True
     cgm: bool = False
     resume: bool = False
@@ -651,7 +652,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     # Build the model before touching the run folder: a bad --arch/--encoder leaves nothing behind.
     model = create_segmenter(
         cfg.arch, cfg.encoder, cfg.classes, decoder_channels=cfg.decoder_channels,
-        deep_supervision=cfg.deep_supervision, cgm=cfg.cgm,
+        deep_supervision=cfg.deep_supervision, cgm=cfg.cgm, head_stride=cfg.head_stride,
     )  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -784,6 +785,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             "preprocess": preprocess,
             "loss": cfg.loss_name,
             "decoder_channels": cfg.decoder_channels,
+            "head_stride": cfg.head_stride,
             "training_data": data_summary,
             "metrics": metrics,
             "command": cfg.command,
