@@ -99,7 +99,12 @@ def test_health_ready_models_and_openapi(client: TestClient) -> None:
         assert path in spec["paths"], path
     schemas = spec["components"]["schemas"]
     assert {"ClassifyResponse", "SegmentResponse", "InspectResponse", "ErrorResponse"} <= set(schemas)
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI comes from this server, never a CDN (inspection networks are often offline).
+    assert "cdn" not in docs.text.lower() and "/docs-static/swagger-ui-bundle.js" in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/docs-static/{asset}").status_code == 200
 
 
 def test_readyz_is_503_without_models() -> None:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,6 +53,24 @@ class _NoSniff:
             await send(message)
 
         await self.app(scope, receive, add_header)
+
+
+def _mount_local_docs(app: FastAPI) -> None:
+    """OpenAPI docs at /docs with Swagger UI from the ``swagger-ui-bundle`` package, not a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
 
 
 def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry | None = None) -> FastAPI:
@@ -94,6 +113,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: site networks are often offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = service
@@ -105,8 +126,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     for router in (health.router, models.router, inference.router, metrics.router, page.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    _mount_local_docs(app)
     # Last added runs first: metrics see every response, including the body limit's 413.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(_NoSniff)
-    app.add_middleware(MetricsMiddleware, metrics=service.metrics, mounts=("/static",))
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics, mounts=("/static", "/docs-static"))
     return app
