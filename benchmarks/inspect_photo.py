@@ -8,6 +8,7 @@ resident memory (``resource.getrusage(...).ru_maxrss``) before and after.
 
     .venv/bin/python benchmarks/inspect_photo.py --model src/crackscan/assets/models/crack-seg.onnx
     .venv/bin/python benchmarks/inspect_photo.py --toy-model      # the pipeline alone (darkness model)
+    .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --coarse-gate 0.1   # coarse-to-fine
 
 ``--toy-model`` builds the per-pixel darkness segmenter of tests/onnx_models.py (needs
 the ``onnx`` package): its inference costs almost nothing, so the figures are the
@@ -64,6 +65,9 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument(
+        "--coarse-gate", type=float, default=None, help="coarse-to-fine screening, as crackscan inspect --coarse-gate"
+    )
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -90,7 +94,7 @@ def main() -> None:
         model = str(toy_model(work / "toy.onnx", args.tile or 512)) if args.toy_model else args.model
         predictor = open_inspection_model(OnnxPredictor(model, threads=args.threads))
         settings = InspectionSettings(
-            tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta
+            tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta, coarse_gate=args.coarse_gate
         ).validate()
         rss_before = _rss_mb()
         out = prepare_output_dir(work / "report")
@@ -132,7 +136,10 @@ def main() -> None:
     if predictor.metadata.task == "segment":
         tile = args.tile or predictor.metadata.tile_size
         n_tiles = count_tiles(predictor, h, w, tile=tile, overlap=args.overlap)
-        print(f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {args.batch_size}, tta {args.tta}")
+        print(
+            f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {args.batch_size}, tta {args.tta}, "
+            f"coarse gate {args.coarse_gate}"
+        )
     for stage, sec in times.items():
         print(f"  {stage:<28} {sec:7.2f} s")
     print(f"  {'total':<28} {total:7.2f} s")
