@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,26 +151,32 @@ def test_reference_images_from_calibration_folder(tmp_path: Path) -> None:
     assert "synthetic" in synthetic.source and set(synthetic.truth.tolist()) == {0, 1}
 
 
-def test_export_segmenter_odd_sizes(tmp_path: Path) -> None:
-    """Segmentation: rebuilt from arch/encoder/classes; outputs follow any input H×W."""
+def _saved_segmenter(tmp_path: Path, arch: str, channels: list[int], **options: Any) -> Path:
+    """A random mobilenetv2_035 segmenter saved as model.pt with the metadata export rebuilds it from."""
     segmenters = pytest.importorskip("crackscan.models.segmenters")
-    from crackscan.runtime.export import export_model
-
     torch.manual_seed(0)
-    model = segmenters.create_segmenter("fpn", "mobilenetv2_035", 1, decoder_channels=[32])
+    model = segmenters.create_segmenter(arch, "mobilenetv2_035", 1, decoder_channels=channels, **options)
     meta = ModelMetadata(
         task="segment",
-        arch="fpn",
+        arch=arch,
         class_names=["background", "crack"],
         crack_class=1,
         input_size=64,
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
-        extra={"encoder": "mobilenetv2_035", "decoder_channels": [32], "size_multiple": 32},
+        extra={"encoder": "mobilenetv2_035", "decoder_channels": channels, "size_multiple": 32, **options},
     )
     pt = tmp_path / "seg" / "model.pt"
     pt.parent.mkdir()
     torch.save({"state_dict": model.state_dict(), "metadata": json.loads(meta.to_json())}, pt)
+    return pt
+
+
+def test_export_segmenter_odd_sizes(tmp_path: Path) -> None:
+    """Segmentation: rebuilt from arch/encoder/classes; outputs follow any input H×W."""
+    from crackscan.runtime.export import export_model
+
+    pt = _saved_segmenter(tmp_path, "fpn", [32])
     result = export_model(pt)
     onnx, eager = OnnxPredictor(result.path), load_predictor(pt)
     odd = _images(1, size=96)[:, :96, :64]  # 96×64: multiples of 32, not the traced 64×64
@@ -180,27 +187,10 @@ def test_export_segmenter_odd_sizes(tmp_path: Path) -> None:
 
 def test_export_rebuilds_a_half_resolution_unet(tmp_path: Path) -> None:
     """head_stride travels in the metadata: the rebuilt network loads the weights strictly."""
-    segmenters = pytest.importorskip("crackscan.models.segmenters")
     from crackscan.runtime.export import export_model
 
-    torch.manual_seed(0)
-    channels = [32, 16, 16, 8, 8]
-    model = segmenters.create_segmenter("unet", "mobilenetv2_035", 1, decoder_channels=channels, head_stride=2)
-    meta = ModelMetadata(
-        task="segment",
-        arch="unet",
-        class_names=["background", "crack"],
-        crack_class=1,
-        input_size=64,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        extra={"encoder": "mobilenetv2_035", "decoder_channels": channels, "head_stride": 2, "size_multiple": 32},
-    )
-    pt = tmp_path / "seg" / "model.pt"
-    pt.parent.mkdir()
-    torch.save({"state_dict": model.state_dict(), "metadata": json.loads(meta.to_json())}, pt)
-    result = export_model(pt)
-    onnx = OnnxPredictor(result.path)
+    pt = _saved_segmenter(tmp_path, "unet", [32, 16, 16, 8, 8], head_stride=2)
+    onnx = OnnxPredictor(export_model(pt).path)
     assert onnx.metadata.extra["head_stride"] == 2
     image = _images(1, size=64)
     np.testing.assert_allclose(onnx.probability_map(image), load_predictor(pt).probability_map(image), atol=2e-4)
