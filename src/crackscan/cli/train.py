@@ -130,7 +130,7 @@ def segment(
         None, "--decoder-channels", help="e.g. 128,64,32,24,16 (U-Net-like); one width for FPN/DeepLabV3+/U-Net3+."
     ),
     head_stride: int = typer.Option(
-        1, "--head-stride", help="U-Net: 2 = predict at half resolution, logits upsampled (1.65x faster on CPU)."
+        1, "--head-stride", help="U-Net: 2 = predict at half resolution, logits upsampled (~1.3-1.6x faster on CPU)."
     ),
     cgm: bool = typer.Option(False, "--cgm", help="U-Net3+: classification-guided module."),
     out_dir: Path = typer.Option(Path("runs/segment"), "--out", help="Run folder."),

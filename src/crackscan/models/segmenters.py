@@ -71,8 +71,8 @@ def _predict_at_half_resolution(model: nn.Module, classes: int) -> nn.Module:
     """Make an smp U-Net predict at stride 2 and upsample its logits ×2.
 
     Measured with ONNX Runtime on 2 CPU cores (512×512, Lite0 encoder): the full-resolution
-    decoder block and the 3×3 head on 512×512 maps are about 40 % of the time; without them
-    the network runs 1.65× faster (117 → 71 ms). Cracks a pixel or two wide stay visible in
+    decoder block, the 3×3 head on 512×512 maps and their resize are about 30 % of a profiled
+    run; without them the network runs 1.3–1.6× faster (benchmarks/segmenter_speed.py). Cracks a pixel or two wide stay visible in
     bilinearly upsampled logits; what is lost is sub-pixel edge placement.
     """
     blocks = model.decoder.blocks
@@ -107,7 +107,7 @@ def create_segmenter(
     single-width decoders the first value is used (FPN pyramid width, DeepLabV3+
     decoder width, U-Net3+ ``cat_channels``). ``deep_supervision``/``cgm`` apply to
     U-Net3+ only. ``head_stride=2`` (U-Net only) predicts at half resolution and
-    upsamples the logits: about 1.65× faster on CPU. Raises ``ValueError`` for an
+    upsamples the logits: about 1.3–1.6× faster on CPU. Raises ``ValueError`` for an
     unknown arch or encoder.
     """
     name = canonical_arch(arch)
