@@ -72,8 +72,9 @@ def _predict_at_half_resolution(model: nn.Module, classes: int) -> nn.Module:
 
     Measured with ONNX Runtime on 2 CPU cores (512×512, Lite0 encoder): the full-resolution
     decoder block, the 3×3 head on 512×512 maps and their resize are about 30 % of a profiled
-    run; without them the network runs 1.3–1.6× faster (benchmarks/segmenter_speed.py). Cracks a pixel or two wide stay visible in
-    bilinearly upsampled logits; what is lost is sub-pixel edge placement.
+    run; without them the network runs 1.3–1.6× faster (benchmarks/segmenter_speed.py).
+    Cracks a pixel or two wide stay visible in bilinearly upsampled logits; what is lost
+    is sub-pixel edge placement.
     """
     blocks = model.decoder.blocks
     widths = [m.out_channels for m in blocks[-2].modules() if isinstance(m, nn.Conv2d)]
