@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import segmentation_models_pytorch as smp
-import torch.nn.functional as F
 from torch import nn
 
 from crackscan.models.pretrained import (
@@ -56,32 +55,20 @@ class _PassThrough(nn.Module):
         return feature_map
 
 
-class _UpsampleLogits(nn.Module):
-    """Bilinear ×``factor`` of the logits (not of labels), so the output matches the input size."""
-
-    def __init__(self, factor: int) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: Any) -> Any:
-        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
-
-
-def _predict_at_half_resolution(model: nn.Module, classes: int) -> nn.Module:
+def _predict_at_half_resolution(model: nn.Module, classes: int, width: int) -> nn.Module:
     """Make an smp U-Net predict at stride 2 and upsample its logits ×2.
 
     Measured with ONNX Runtime on 2 CPU cores (512×512, Lite0 encoder): the full-resolution
     decoder block, the 3×3 head on 512×512 maps and their resize are about 30 % of a profiled
     run; without them the network runs 1.3–1.6× faster (benchmarks/segmenter_speed.py).
     Cracks a pixel or two wide stay visible in bilinearly upsampled logits; what is lost
-    is sub-pixel edge placement.
+    is sub-pixel edge placement. ``width``: channels of the stride-2 decoder block.
     """
-    blocks = model.decoder.blocks
-    widths = [m.out_channels for m in blocks[-2].modules() if isinstance(m, nn.Conv2d)]
-    blocks[-1] = _PassThrough()
+    model.decoder.blocks[-1] = _PassThrough()
     head = model.segmentation_head
-    head[0] = nn.Conv2d(widths[-1], classes, kernel_size=3, padding=1)
-    head[1] = _UpsampleLogits(2)
+    head[0] = nn.Conv2d(width, classes, kernel_size=3, padding=1)
+    # Logits, not labels, are upsampled; align_corners=False keeps pixel centres in place.
+    head[1] = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
     return model
 
 
@@ -145,7 +132,9 @@ def create_segmenter(
         elif name in ("deeplabv3plus", "deeplabv3", "upernet", "pan"):
             options["decoder_channels"] = channels[0] if channels else 128
         model = smp.create_model(name, encoder_name=enc, encoder_weights=None, classes=classes, **options)
-        return _predict_at_half_resolution(model, classes) if head_stride == 2 else model
+        if head_stride == 2:  # unet only (checked above): the stride-2 block is the second-to-last
+            return _predict_at_half_resolution(model, classes, width=options["decoder_channels"][-2])
+        return model
     except (KeyError, RuntimeError) as exc:  # timm: unknown model / unsupported layout
         raise ValueError(f"cannot build {arch} with encoder {timm_name(enc)!r}: {exc}") from None
 
