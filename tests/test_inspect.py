@@ -271,3 +271,47 @@ def test_inspection_modules_do_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- classifier gate (--gate)
+
+
+def test_gate_segments_only_tiles_next_to_patches_the_classifier_calls_cracked(
+    seg_model: Path, cls_model: Path
+) -> None:
+    # The toy classifier calls a patch cracked when it is dark on average: a dark 240-px block in
+    # the top-left corner is "seen"; a thin line in the far corner is not, so the gate skips it.
+    photo = wall(1200, 1600, lines=((1300, 1000, 1550, 1150, 5),))
+    photo[0:240, 0:240] = 15
+    settings = InspectionSettings(tile=128, gate=str(cls_model), gate_threshold=0.5)
+    gated = inspect_image(load_predictor(seg_model), photo, settings=settings)
+    full = inspect_image(load_predictor(seg_model), photo, settings=InspectionSettings(tile=128))
+    assert full.tiles_run == full.tiles and full.measurement.n_cracks == 2
+    assert 0 < gated.tiles_run < gated.tiles // 4
+    assert gated.mask[:240, :240].all()  # the seen block: segmented as with every tile
+    assert not gated.mask[900:, 1200:].any()  # the unseen line: its tiles never ran
+    assert gated.measurement.n_cracks == 1
+    assert gated.to_dict()["tiles_run"] == gated.tiles_run
+
+
+def test_gate_options_are_checked_before_anything_runs(
+    seg_model: Path, cls_model: Path, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    result = invoke("inspect", photos, "--model", seg_model, "--gate", seg_model, "--out", out)
+    assert result.exit_code == 2 and "crack classifier" in text(result)
+    result = invoke("inspect", photos, "--model", seg_model, "--gate", tmp_path / "none.onnx", "--out", out)
+    assert result.exit_code == 2 and "none.onnx" in text(result)
+    result = invoke("inspect", photos, "--model", seg_model, "--gate", cls_model, "--gate-threshold", "1", "--out", out)
+    assert result.exit_code == 2 and "gate-threshold" in text(result)
+    result = invoke("inspect", photos, "--model", seg_model, "--gate", cls_model, "--coarse-gate", "0.1", "--out", out)
+    assert result.exit_code == 2 and "not both" in text(result)
+    assert not out.exists()
+
+
+def test_cli_gate_writes_the_tiles_it_ran(seg_model: Path, cls_model: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = invoke("inspect", photos, "--model", seg_model, "--gate", cls_model, "--out", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results" / "horizontal.json").read_text())
+    assert doc["tiles"] >= 1 and 0 <= doc["tiles_run"] <= doc["tiles"]

@@ -19,10 +19,12 @@ import pytest
 
 from crackscan.runtime.predictor import OnnxPredictor, load_predictor
 from crackscan.runtime.tiling import (
+    PatchGrid,
     TilingError,
     blend_window,
     classify_patches,
     count_tiles,
+    patch_screen,
     predict_tiled,
     tile_grid,
 )
@@ -255,3 +257,53 @@ def test_coarse_gate_is_skipped_on_photos_of_few_tiles(seg: OnnxPredictor) -> No
 def test_coarse_gate_out_of_range_is_an_error(seg: OnnxPredictor, gate: float) -> None:
     with pytest.raises(TilingError, match="coarse gate"):
         predict_tiled(seg, _wall_with_one_crack(), tile=256, coarse_gate=gate)
+
+
+# --------------------------------------------------------------------------- tile screens (classifier gate)
+
+
+def test_a_screen_that_keeps_every_tile_changes_nothing(seg: OnnxPredictor) -> None:
+    photo = _wall_with_one_crack(700, 900)
+    stats: dict[str, int] = {}
+    screened = predict_tiled(seg, photo, tile=256, screen=lambda *box: True, stats=stats)
+    assert stats["tiles_run"] == stats["tiles"] > 1
+    np.testing.assert_array_equal(screened, predict_tiled(seg, photo, tile=256))
+
+
+def test_a_screen_that_rejects_every_tile_gives_zero_and_runs_nothing(seg: OnnxPredictor) -> None:
+    calls: list[tuple[int, int, int, int]] = []
+
+    def reject(*box: int) -> bool:
+        calls.append(box)
+        return False
+
+    stats: dict[str, int] = {}
+    prob = predict_tiled(seg, _wall_with_one_crack(700, 900), tile=256, screen=reject, stats=stats)
+    assert stats["tiles_run"] == 0 and len(calls) == stats["tiles"]
+    assert prob.shape == (700, 900) and not prob.any()
+    for y0, y1, x0, x1 in calls:  # the screen sees each tile's part inside the photo
+        assert 0 <= y0 < y1 <= 700 and 0 <= x0 < x1 <= 900
+
+
+def test_patch_screen_runs_only_tiles_next_to_positive_patches(seg: OnnxPredictor) -> None:
+    photo = _wall_with_one_crack()  # the crack lies in rows 150–400, columns 200–520
+    probs = np.zeros((7, 10), np.float32)
+    rows, cols = np.arange(7) * 227, np.arange(10) * 227
+    boxes = np.stack(np.broadcast_arrays(rows[:, None], cols[None, :], rows[:, None] + 227, cols[None, :] + 227), -1)
+    probs[0:2, 0:3] = 0.9  # the classifier saw the crack in these patches
+    grid = PatchGrid(probabilities=probs, boxes=boxes.astype(np.int64), patch=227)
+    stats: dict[str, int] = {}
+    screened = predict_tiled(seg, photo, tile=256, screen=patch_screen(grid, 0.5), stats=stats)
+    full = predict_tiled(seg, photo, tile=256)
+    assert 0 < stats["tiles_run"] <= stats["tiles"] // 4
+    crack = full >= 0.5
+    assert crack.any()
+    np.testing.assert_array_equal(screened >= 0.5, crack)  # the crack's tiles all ran
+    assert not screened[:, 1200:].any() and not screened[800:, :].any()  # far from the positive patches: 0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.1])
+def test_patch_screen_threshold_out_of_range_is_an_error(threshold: float) -> None:
+    grid = PatchGrid(probabilities=np.zeros((1, 1), np.float32), boxes=np.zeros((1, 1, 4), np.int64), patch=227)
+    with pytest.raises(TilingError, match="screen threshold"):
+        patch_screen(grid, threshold)

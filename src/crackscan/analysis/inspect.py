@@ -18,6 +18,7 @@ imports no torch.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -48,6 +49,7 @@ from crackscan.runtime.tiling import (
     PatchGrid,
     ProgressCallback,
     classify_patches,
+    patch_screen,
     predict_tiled,
     preprocess_for,
 )
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "crack-seg"  # bundled segmenter used when no --model is given
 DEFAULT_BATCH_SIZE = 4  # segmentation tiles per model call
+DEFAULT_GATE_THRESHOLD = 0.1  # classifier gate: a patch this likely to hold a crack sends its tiles to the segmenter
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are downscaled to this long side
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -84,7 +87,10 @@ class InspectionSettings:
     ``join_gap_px``: passed to :func:`~crackscan.analysis.measure.measure_mask`;
     ``bands``: severity bands; ``overlay_max_side``: long side of overlays, px;
     ``coarse_gate``: coarse-to-fine screening (see
-    :func:`~crackscan.runtime.tiling.predict_tiled`), ``None`` = every tile at full size.
+    :func:`~crackscan.runtime.tiling.predict_tiled`), ``None`` = every tile at full size;
+    ``gate``: a crack classifier (bundled name or file, e.g. ``"crack-cls"``) run over the
+    photo's 227-px patches first; the segmenter then runs only on tiles that overlap a
+    patch with a crack probability of at least ``gate_threshold``.
     """
 
     tile: int | None = None
@@ -100,6 +106,8 @@ class InspectionSettings:
     bands: SeverityBands = field(default_factory=SeverityBands)
     overlay_max_side: int = OVERLAY_MAX_SIDE
     coarse_gate: float | None = None
+    gate: str | None = None
+    gate_threshold: float = DEFAULT_GATE_THRESHOLD
 
     def validate(self) -> InspectionSettings:
         """Raise :class:`InspectionError` with a user-facing message for any bad value."""
@@ -115,6 +123,10 @@ class InspectionSettings:
             raise InspectionError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.coarse_gate is not None and not (0.0 < self.coarse_gate < 1.0):
             raise InspectionError(f"--coarse-gate must be between 0 and 1 (exclusive), got {self.coarse_gate:g}")
+        if not (math.isfinite(self.gate_threshold) and 0.0 < self.gate_threshold < 1.0):
+            raise InspectionError(f"--gate-threshold must be between 0 and 1 (exclusive), got {self.gate_threshold:g}")
+        if self.gate is not None and self.coarse_gate is not None:
+            raise InspectionError("use either --gate or --coarse-gate, not both")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise InspectionError(f"--max-pixels must be at least 1, got {self.max_pixels}")
         if self.patch < 8:
@@ -175,6 +187,8 @@ class InspectionResult:
     measurement: ImageMeasurement | None = None
     patches: list[dict[str, Any]] = field(default_factory=list)
     n_patches: int = 0
+    tiles: int = 0
+    tiles_run: int = 0
     seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
     previews: dict[str, bytes] = field(default_factory=dict, repr=False)
@@ -251,6 +265,8 @@ class InspectionResult:
             "measurement": self.measurement.to_dict() if self.measurement is not None else None,
             "patches": self.patches,
             "n_patches": self.n_patches,
+            "tiles": self.tiles,
+            "tiles_run": self.tiles_run,
             "seconds": round(self.seconds, 3),
             "outputs": dict(self.outputs),
         }
@@ -311,6 +327,11 @@ def inspect_image(
     result.image = image
     if meta.task == "segment":
         tile = settings.tile or meta.tile_size
+        screen = None
+        if settings.gate is not None:
+            grid = classify_patches(open_gate_model(settings.gate), image, patch=settings.patch, batch_size=64)
+            screen = patch_screen(grid, settings.gate_threshold)
+        stats: dict[str, int] = {}
         prob = predict_tiled(
             predictor,
             image,
@@ -320,7 +341,10 @@ def inspect_image(
             tta=settings.tta,
             progress=progress,
             coarse_gate=settings.coarse_gate,
+            screen=screen,
+            stats=stats,
         )
+        result.tiles, result.tiles_run = stats["tiles"], stats["tiles_run"]
         mask = prob >= threshold
         result.probability, result.mask = prob, mask
         result.crack_probability = float(prob.max())
@@ -393,6 +417,23 @@ def open_inspection_model(model: str | os.PathLike[str] | OnnxPredictor | None) 
     return predictor
 
 
+@functools.lru_cache(maxsize=4)
+def open_gate_model(model: str) -> OnnxPredictor:
+    """The crack classifier of ``--gate`` (bundled name or file), loaded once per process.
+
+    Raises :class:`InspectionError` for a file that is not a crackscan classifier.
+    """
+    try:
+        predictor = load_predictor(resolve_model_path(model))
+    except ModelLoadError as exc:
+        raise InspectionError(f"--gate: {exc}") from None
+    if predictor.metadata.task != "classify":
+        raise InspectionError(
+            f"--gate needs a crack classifier (e.g. crack-cls); {model} is a {predictor.metadata.task!r} model"
+        )
+    return predictor
+
+
 def inspect_paths(
     paths: Iterable[str | os.PathLike[str]],
     *,
@@ -423,6 +464,8 @@ def inspect_paths(
 
     settings = (settings or InspectionSettings()).validate()
     predictor = open_inspection_model(model)
+    if settings.gate is not None and predictor.metadata.task == "segment":
+        open_gate_model(settings.gate)  # a bad --gate fails here, not on every photo
     files, problems = collect_images(paths)
     out: Path | None = None
     if out_dir is not None:

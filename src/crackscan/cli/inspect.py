@@ -52,6 +52,15 @@ def inspect(
         help="Coarse-to-fine: screen a half-size copy first and run full-size tiles only where its crack "
         "probability reaches this value (e.g. 0.1; much faster on photos with few cracks).",
     ),
+    gate: str | None = typer.Option(
+        None,
+        "--gate",
+        help="Crack classifier (e.g. crack-cls) run over 227-px patches first; the segmenter then runs only "
+        "on tiles next to a patch it calls likely cracked (much faster on mostly intact surfaces).",
+    ),
+    gate_threshold: float = typer.Option(
+        0.1, "--gate-threshold", help="--gate: patch crack probability from which its tiles are segmented."
+    ),
     min_area: int = typer.Option(
         INSPECT_MIN_AREA_PX, "--min-area", min=0, help="Drop predicted crack pieces with fewer pixels."
     ),
@@ -83,6 +92,7 @@ def inspect(
         InspectionError,
         InspectionSettings,
         inspect_paths,
+        open_gate_model,
         open_inspection_model,
     )
     from crackscan.runtime.predictor import ModelLoadError
@@ -114,10 +124,14 @@ def inspect(
         min_area_px=min_area,
         join_gap_px=join_gap,
         coarse_gate=coarse_gate,
+        gate=gate,
+        gate_threshold=gate_threshold,
     )
     try:
         settings.validate()
         predictor = open_inspection_model(model)
+        if gate is not None:
+            open_gate_model(gate)
     except InspectionError as exc:
         raise _fail(str(exc), code=2) from None
     except ModelLoadError as exc:

@@ -31,6 +31,8 @@ import numpy as np
 from crackscan.runtime.preprocess import resize_patch
 
 ProgressCallback = Callable[[int, int], None]
+# (y0, y1, x0, x1) of a tile's part inside the photo, px, end exclusive → run the model on it?
+TileScreen = Callable[[int, int, int, int], bool]
 
 DEFAULT_TILE = 512  # px; the bundled segmenters are trained on 512-px tiles
 DEFAULT_OVERLAP = 0.25  # fraction of the tile side shared by neighbouring tiles
@@ -230,6 +232,7 @@ def predict_tiled(
     progress: ProgressCallback | None = None,
     preprocess: bool = True,
     coarse_gate: float | None = None,
+    screen: TileScreen | None = None,
     stats: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Crack probability (0–1) of every pixel of an ``H×W×3`` uint8 photo: float32 ``H×W``.
@@ -248,8 +251,13 @@ def predict_tiled(
     coarse probabilities. On photos where cracks cover a small part this skips most
     tiles; a crack the half-size pass misses entirely (probability below the gate
     everywhere in its tile) is missed. Photos of fewer than ``COARSE_MIN_TILES`` tiles
-    are not screened. ``stats``, when given, receives ``tiles``, ``tiles_run`` and
-    ``coarse_tiles``.
+    are not screened.
+
+    ``screen`` (off by default): a function of a tile's part inside the photo
+    ``(y0, y1, x0, x1)`` that says whether to run the model on it (e.g.
+    :func:`patch_screen` over a crack classifier's patch grid); a tile it rejects adds
+    probability 0 with its blend weight, so pixels that only rejected tiles cover are 0.
+    ``stats``, when given, receives ``tiles``, ``tiles_run`` and ``coarse_tiles``.
 
     Memory: the photo, 8 bytes per pixel (two float32 accumulators; the result is one
     of them; 4 more with ``coarse_gate``) and one batch of tiles; nothing proportional to
@@ -296,6 +304,16 @@ def predict_tiled(
                 prob_sum[ya:yb, xa:xb] += coarse[ya:yb, xa:xb] * tile_window
                 weight_sum[ya:yb, xa:xb] += tile_window
         del coarse
+    if screen is not None:
+        kept = []
+        for y0, x0 in run:
+            _, _, ya, yb, xa, xb = inside(y0, x0)
+            if ya < yb and xa < xb and screen(ya, yb, xa, xb):
+                kept.append((y0, x0))
+            elif ya < yb and xa < xb:  # screened out: crack probability 0 here, with this tile's weight
+                iy0, ix0 = y0 - margin_y, x0 - margin_x
+                weight_sum[ya:yb, xa:xb] += window[ya - iy0 : yb - iy0, xa - ix0 : xb - ix0]
+        run = kept
     if stats is not None:
         stats.update(tiles=len(positions), tiles_run=len(run), coarse_tiles=coarse_tiles)
     done = len(positions) - len(run)
@@ -389,6 +407,27 @@ class PatchGrid:
             for r, c in zip(rows, cols, strict=True)
         ]
         return sorted(found, key=lambda p: -float(p["probability"]))
+
+
+def patch_screen(grid: PatchGrid, threshold: float) -> TileScreen:
+    """A tile screen for :func:`predict_tiled`: run a tile where a classifier saw a crack.
+
+    A tile runs when some patch of ``grid`` that overlaps it has a crack probability of
+    at least ``threshold``. Use a low threshold (0.1): the screen only has to keep the
+    segmenter away from clearly intact surface, and a patch it rejects wrongly costs a
+    missed crack.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise TilingError(f"screen threshold must be between 0 and 1 (exclusive), got {threshold}")
+    positive = grid.probabilities >= threshold
+    boxes = grid.boxes
+
+    def keep(y0: int, y1: int, x0: int, x1: int) -> bool:
+        rows = (boxes[:, 0, 0] < y1) & (boxes[:, 0, 2] > y0)
+        cols = (boxes[0, :, 1] < x1) & (boxes[0, :, 3] > x0)
+        return bool(positive[np.ix_(rows, cols)].any())
+
+    return keep
 
 
 def classify_patches(
