@@ -52,3 +52,16 @@ def test_pixel_limit_still_applies(tmp_path: Path) -> None:
     path = make_image(tmp_path / "big.jpg", (300, 300))
     with pytest.raises(ImageTooLargeError):
         load_patch(path, 64, max_pixels=300 * 300 - 1)
+
+
+def test_model_input_normalisation_is_exact_and_planar() -> None:
+    from crackscan.runtime.predictor import _normalise
+
+    rng = np.random.default_rng(3)
+    batch = rng.integers(0, 256, (3, 37, 64, 3), dtype=np.uint8)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    x = _normalise(batch, mean, std)
+    assert x.shape == (3, 3, 37, 64) and x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    reference = (batch.astype(np.float64) / 255.0 - mean) / std
+    np.testing.assert_allclose(x, reference.transpose(0, 3, 1, 2), atol=2e-6)
