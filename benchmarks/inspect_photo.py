@@ -9,6 +9,7 @@ resident memory (``resource.getrusage(...).ru_maxrss``) before and after.
     .venv/bin/python benchmarks/inspect_photo.py --model src/crackscan/assets/models/crack-seg.onnx
     .venv/bin/python benchmarks/inspect_photo.py --toy-model      # the pipeline alone (darkness model)
     .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --coarse-gate 0.1   # coarse-to-fine
+    .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --gate crack-cls    # classifier gate
 
 ``--toy-model`` builds the per-pixel darkness segmenter of tests/onnx_models.py (needs
 the ``onnx`` package): its inference costs almost nothing, so the figures are the
@@ -68,6 +69,10 @@ def main() -> None:
     parser.add_argument(
         "--coarse-gate", type=float, default=None, help="coarse-to-fine screening, as crackscan inspect --coarse-gate"
     )
+    parser.add_argument("--gate", default=None, help="classifier gate model, as crackscan inspect --gate")
+    parser.add_argument(
+        "--gate-threshold", type=float, default=None, help="classifier gate threshold (default: crackscan inspect's)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -93,8 +98,18 @@ def main() -> None:
 
         model = str(toy_model(work / "toy.onnx", args.tile or 512)) if args.toy_model else args.model
         predictor = open_inspection_model(OnnxPredictor(model, threads=args.threads))
+        gate_kwargs: dict[str, object] = {}
+        if args.gate is not None:
+            gate_kwargs["gate"] = args.gate
+            if args.gate_threshold is not None:
+                gate_kwargs["gate_threshold"] = args.gate_threshold
         settings = InspectionSettings(
-            tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta, coarse_gate=args.coarse_gate
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            coarse_gate=args.coarse_gate,
+            **gate_kwargs,
         ).validate()
         rss_before = _rss_mb()
         out = prepare_output_dir(work / "report")
@@ -138,8 +153,10 @@ def main() -> None:
         n_tiles = count_tiles(predictor, h, w, tile=tile, overlap=args.overlap)
         print(
             f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {args.batch_size}, tta {args.tta}, "
-            f"coarse gate {args.coarse_gate}"
+            f"coarse gate {args.coarse_gate}, gate {args.gate} ({settings.gate_threshold if args.gate else '-'})"
         )
+        if result.tiles:
+            print(f"tiles segmented: {result.tiles_run} of {result.tiles}")
     for stage, sec in times.items():
         print(f"  {stage:<28} {sec:7.2f} s")
     print(f"  {'total':<28} {total:7.2f} s")

@@ -30,6 +30,8 @@ DESIGNS: dict[str, dict] = {
     "U-Net 128-64-32-24, head stride 2": dict(arch="unet", decoder_channels=(128, 64, 32, 24, 16), head_stride=2),
     "U-Net 64-32-24-16, head stride 2": dict(arch="unet", decoder_channels=(64, 32, 24, 16, 16), head_stride=2),
     "FPN 64 (stride-4 output)": dict(arch="fpn", decoder_channels=(64,)),
+    "FPN 128 (stride-4 output)": dict(arch="fpn", decoder_channels=(128,)),
+    "FPN 256 (smp's default)": dict(arch="fpn"),
 }
 
 
