@@ -10,6 +10,7 @@ resident memory (``resource.getrusage(...).ru_maxrss``) before and after.
     .venv/bin/python benchmarks/inspect_photo.py --toy-model      # the pipeline alone (darkness model)
     .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --coarse-gate 0.1   # coarse-to-fine
     .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --gate crack-cls    # classifier gate
+    .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --repeat 3          # cold + warm runs
 
 ``--toy-model`` builds the per-pixel darkness segmenter of tests/onnx_models.py (needs
 the ``onnx`` package): its inference costs almost nothing, so the figures are the
@@ -53,6 +54,43 @@ def toy_model(path: Path, tile: int) -> Path:
     return segmentation_model(path, input_size=tile)
 
 
+def inspect_once(predictor, photo: Path, settings, out: Path) -> tuple[dict[str, float], object]:
+    """One photo through every stage the CLI runs; seconds per stage and the result."""
+    from crackscan.analysis.inspect import inspect_image, model_info
+    from crackscan.analysis.report import write_image_outputs, write_report
+    from crackscan.imageio import read_image
+
+    times: dict[str, float] = {}
+    start = t = time.perf_counter()
+    image = read_image(photo, max_pixels=settings.max_pixels)
+    times["decode"] = time.perf_counter() - t
+
+    last_tile = [0.0]
+
+    def on_tiles(done: int, total: int) -> None:
+        last_tile[0] = time.perf_counter()
+
+    t = time.perf_counter()
+    result = inspect_image(predictor, image, settings=settings, name="photo", progress=on_tiles)
+    result.source = str(photo)
+    end = time.perf_counter()
+    if predictor.metadata.task == "segment":
+        times["tiles → model → blend"] = last_tile[0] - t
+        times["threshold + measure"] = end - last_tile[0]
+    else:
+        times["patches → model"] = end - t
+    t = time.perf_counter()
+    write_image_outputs(result, out, model=model_info(predictor), settings=settings)
+    result.release()
+    del image
+    times["mask + overlay + JSON"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_report([result], out, model=model_info(predictor), settings=settings)
+    times["summary.csv + report.html"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - start
+    return times, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -75,6 +113,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="inspect the photo N times: run 1 includes ONNX Runtime's warm-up"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="crackscan-bench-") as tmp:
@@ -84,15 +125,7 @@ def main() -> None:
         make_photo(photo, args.height, args.width, args.seed)
         print(f"synthetic photo {args.width}×{args.height}: {time.perf_counter() - t:.1f} s (child process)")
 
-        from crackscan.analysis.inspect import (
-            InspectionSettings,
-            inspect_image,
-            model_info,
-            open_inspection_model,
-            prepare_output_dir,
-        )
-        from crackscan.analysis.report import write_image_outputs, write_report
-        from crackscan.imageio import read_image
+        from crackscan.analysis.inspect import InspectionSettings, open_inspection_model, prepare_output_dir
         from crackscan.runtime.predictor import OnnxPredictor
         from crackscan.runtime.tiling import count_tiles
 
@@ -112,38 +145,10 @@ def main() -> None:
             **gate_kwargs,
         ).validate()
         rss_before = _rss_mb()
-        out = prepare_output_dir(work / "report")
-        times: dict[str, float] = {}
-        start = time.perf_counter()
-
-        t = time.perf_counter()
-        image = read_image(photo, max_pixels=settings.max_pixels)
-        times["decode"] = time.perf_counter() - t
-
-        last_tile = [0.0]
-
-        def on_tiles(done: int, total: int) -> None:
-            last_tile[0] = time.perf_counter()
-
-        t = time.perf_counter()
-        result = inspect_image(predictor, image, settings=settings, name="photo", progress=on_tiles)
-        result.source = str(photo)
-        end = time.perf_counter()
-        if predictor.metadata.task == "segment":
-            times["tiles → model → blend"] = last_tile[0] - t
-            times["threshold + measure"] = end - last_tile[0]
-        else:
-            times["patches → model"] = end - t
-
-        t = time.perf_counter()
-        write_image_outputs(result, out, model=model_info(predictor), settings=settings)
-        result.release()
-        del image
-        times["mask + overlay + JSON"] = time.perf_counter() - t
-        t = time.perf_counter()
-        write_report([result], out, model=model_info(predictor), settings=settings)
-        times["summary.csv + report.html"] = time.perf_counter() - t
-        total = time.perf_counter() - start
+        runs: list[dict[str, float]] = []
+        for run in range(args.repeat):
+            times, result = inspect_once(predictor, photo, settings, prepare_output_dir(work / f"report-{run}"))
+            runs.append(times)
         rss_after = _rss_mb()
 
     h, w = args.height, args.width
@@ -157,9 +162,14 @@ def main() -> None:
         )
         if result.tiles:
             print(f"tiles segmented: {result.tiles_run} of {result.tiles}")
-    for stage, sec in times.items():
-        print(f"  {stage:<28} {sec:7.2f} s")
-    print(f"  {'total':<28} {total:7.2f} s")
+    header = "  ".join(f"{'run ' + str(i + 1) + (' (cold)' if i == 0 else ''):>12}" for i in range(len(runs)))
+    print(f"  {'stage':<28} {header}")
+    for stage in runs[0]:
+        cells = "  ".join(f"{r[stage]:10.2f} s" for r in runs)
+        print(f"  {stage:<28} {cells}")
+    if len(runs) > 1:
+        warm = [r["total"] for r in runs[1:]]
+        print(f"  warm runs: mean {sum(warm) / len(warm):.2f} s, best {min(warm):.2f} s (model sessions warmed up)")
     m = result.measurement
     if m is not None:
         print(f"cracks found: {m.n_cracks}, length {m.total_length_px:.0f} px, max width {m.max_width_px:.1f} px")
