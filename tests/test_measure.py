@@ -216,6 +216,26 @@ def test_kept_centreline_is_the_width_map_and_gives_the_same_overlay() -> None:
     assert measure_mask(mask).centreline is None
 
 
+@pytest.mark.parametrize("kernel", [3, 23, 101])
+def test_blockwise_width_spread_equals_one_dilation(kernel: int) -> None:
+    import cv2
+
+    from crackscan.analysis.report import spread_widths
+
+    # Cracks touching the borders and block edges, and blocks far from any crack.
+    h, w = 700, 530
+    mask = np.zeros((h, w), dtype=bool)
+    for seed in range(4):
+        mask |= rasterise_crack(random_crack(np.random.default_rng(seed), h, w), h, w)
+    mask[:2, :] = mask[:, -3:] = True
+    _, width = width_map(mask)
+    assert width.max() > 0
+    whole = cv2.dilate(width, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)))
+    whole[~mask] = 0.0
+    for block in (64, 256, 1024):
+        assert np.array_equal(spread_widths(width, mask, kernel, block=block), whole)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(MeasureError):
         measure_mask(np.zeros((10, 10), bool), mm_per_px=0)
