@@ -4,7 +4,8 @@ There is no large, fully labelled crack photo in the shared data, so this builds
 from real parts: a 4032×3024 canvas tiled with crack-free Özgenel concrete patches
 (``ozgenel/Negative``, 227 px) — by default only those in the *test* part of the
 seed-0 split the bundled ``crack-cls`` was trained with, so the classifier gate has
-never seen them — with ``--cracks`` DeepCrack *test* images (544×384, their masks as
+never seen them — with ``--cracks`` cracked *test* images of ``--crack-set`` (DeepCrack's
+544×384 by default; CRACK500 or crackmix's held-out part), their masks as
 truth) pasted at random places. Each canvas is inspected with every tile at full size,
 with each coarse gate and with the classifier gate at each threshold; the script
 prints, per method, the model calls, the seconds (classifier included), pooled pixel
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from crackscan.data.split import make_split
+from crackscan.data.layouts import index_dataset
+from crackscan.data.split import make_split, select_split
 from crackscan.imageio import read_image, read_mask
 from crackscan.metrics.segmentation import PixelCounts
 from crackscan.runtime.predictor import load_predictor, resolve_model_path
@@ -40,10 +42,24 @@ def negative_patches(data: Path, part: str) -> list[Path]:
     return [data / "ozgenel" / k for k in plan.splits[part] if k.startswith("Negative/")]
 
 
+def test_images(data: Path, name: str) -> list[tuple[Path, Path]]:
+    """A set's held-out test pairs, as crack-seg was trained (official splits; crackmix: seed-0 split)."""
+    index = index_dataset(data / name)
+    if name == "crackmix":
+        samples = select_split(index, make_split(data / name, val=0.15, test=0.15, seed=0), "test")
+    else:
+        samples = [s for s in index.samples if s.split == "test"]
+    return sorted((Path(s.image), Path(s.mask)) for s in samples if s.mask is not None)
+
+
 def make_canvas(
-    data: Path, negatives: list[Path], rng: np.random.Generator, h: int, w: int, n_cracks: int
+    pairs: list[tuple[Path, Path]],
+    negatives: list[Path],
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    n_cracks: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    images = sorted((data / "deepcrack" / "images" / "test").glob("*.jpg"))
     canvas = np.empty((h, w, 3), dtype=np.uint8)
     for y in range(0, h, 227):
         for x in range(0, w, 227):
@@ -51,9 +67,9 @@ def make_canvas(
             ph, pw = min(227, h - y), min(227, w - x)
             canvas[y : y + ph, x : x + pw] = patch[:ph, :pw]
     truth = np.zeros((h, w), dtype=bool)
-    for path in rng.choice(images, size=n_cracks, replace=False):
-        img = read_image(path)
-        mask = read_mask(data / "deepcrack" / "masks" / "test" / (path.stem + ".png")).labels > 0
+    for k in rng.choice(len(pairs), size=n_cracks, replace=False):
+        img = read_image(pairs[k][0])
+        mask = read_mask(pairs[k][1]).labels > 0
         ih, iw = img.shape[:2]
         y, x = int(rng.integers(0, h - ih)), int(rng.integers(0, w - iw))
         canvas[y : y + ih, x : x + iw] = img
@@ -66,7 +82,8 @@ def main() -> None:
     parser.add_argument("--model", default="crack-seg")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--canvases", type=int, default=3)
-    parser.add_argument("--cracks", type=int, default=4, help="DeepCrack test images pasted per canvas")
+    parser.add_argument("--cracks", type=int, default=4, help="test images pasted per canvas")
+    parser.add_argument("--crack-set", default="deepcrack", choices=["deepcrack", "crack500", "crackmix"])
     parser.add_argument("--gates", default="0.05,0.1,0.2", help="coarse gates ('' for none)")
     parser.add_argument("--classifier", default=None, help="classifier gate model, e.g. crack-cls")
     parser.add_argument("--classifier-thresholds", default="0.1,0.3")
@@ -79,6 +96,7 @@ def main() -> None:
     threshold, tile = float(meta.threshold), meta.tile_size
     classifier = load_predictor(resolve_model_path(args.classifier), threads=args.threads) if args.classifier else None
     negatives = negative_patches(args.data, args.negatives)
+    pairs = [p for p in test_images(args.data, args.crack_set) if (read_mask(p[1]).labels > 0).any()]
     # A method: (label, coarse gate, classifier threshold); the first is the full pass.
     methods: list[tuple[str, float | None, float | None]] = [("off", None, None)]
     methods += [(f"coarse {g}", float(g), None) for g in args.gates.split(",") if g]
@@ -91,7 +109,7 @@ def main() -> None:
     lost = {g: 0 for g in gates}
     rng = np.random.default_rng(args.seed)
     for i in range(args.canvases):
-        canvas, truth = make_canvas(args.data, negatives, rng, 3024, 4032, args.cracks)
+        canvas, truth = make_canvas(pairs, negatives, rng, 3024, 4032, args.cracks)
         full_found = None
         for g, coarse, cls_threshold in methods:
             stats: dict[str, int] = {}
@@ -112,7 +130,8 @@ def main() -> None:
         print(f"canvas {i + 1}/{args.canvases}: {int(truth.sum()):,} crack pixels", flush=True)
     print(
         f"\nmodel {args.model} (tile {tile}, threshold {threshold:.2f}), {args.canvases} canvases 4032×3024, "
-        f"{args.cracks} DeepCrack test images each on Özgenel negatives ({args.negatives}: {len(negatives)})"
+        f"{args.cracks} cracked {args.crack_set} test images each "
+        f"on Özgenel negatives ({args.negatives}: {len(negatives)})"
     )
     print(
         "| screening | model calls (coarse + full-size tiles) | s / canvas | F1 | IoU | precision | recall | "

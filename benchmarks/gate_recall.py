@@ -19,25 +19,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from coarse_gate import test_images  # the same held-out images as the canvas benchmark
 
-from crackscan.data.layouts import index_dataset
-from crackscan.data.split import make_split, select_split
 from crackscan.imageio import read_image, read_mask
 from crackscan.runtime.predictor import load_predictor, resolve_model_path
 from crackscan.runtime.tiling import classify_patches
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def test_images(data: Path, name: str) -> list[tuple[Path, Path]]:
-    """The held-out test part of a set, as crack-seg was trained (official splits; crackmix seed 0)."""
-    index = index_dataset(data / name)
-    if name == "crackmix":
-        plan = make_split(data / name, val=0.15, test=0.15, seed=0)
-        samples = select_split(index, plan, "test")
-    else:
-        samples = [s for s in index.samples if s.split == "test"]
-    return [(Path(s.image), Path(s.mask)) for s in samples if s.mask is not None]
 
 
 def main() -> None:
