@@ -9,10 +9,11 @@ Sets (under ``--data``, default ``../shared/data``):
   else a fresh ``make_split(seed=0)`` test split (15 %), which matches a model trained on
   ``crackscan data split crackmix`` with default settings.
 
-Prints one row per set: images, pooled IoU / Dice / precision / recall at the model's
-threshold, per-image mean IoU, ODS F1 (threshold) and OIS F1 with the pixel tolerance,
-clDice, and seconds per image. ``--json FILE`` writes every set's full metrics;
-``--out DIR`` writes each set's per-image CSV and plots to ``DIR/<set>/``.
+Prints one row per set: images, pooled IoU / mIoU (mean of crack and background IoU) /
+Dice / precision / recall at the model's threshold, per-image mean IoU, ODS F1
+(threshold) and OIS F1 with the pixel tolerance, clDice, and seconds per image.
+``--json FILE`` writes every set's full metrics; ``--out DIR`` writes each set's
+per-image CSV and plots to ``DIR/<set>/``.
 
     .venv/bin/python benchmarks/eval_segmentation.py --model runs/seg/model.onnx \\
         --crackmix-split runs/seg/split.json --json eval_seg.json
@@ -38,7 +39,7 @@ from crackscan.evaluation.segmentation import (
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = ("deepcrack", "crack500", "crackmix")
-COLUMNS = ("set", "n", "IoU", "Dice", "P", "R", "IoU/img", "ODS F1", "ODS th", "OIS F1", "clDice", "s/img")
+COLUMNS = ("set", "n", "IoU", "mIoU", "Dice", "P", "R", "IoU/img", "ODS F1", "ODS th", "OIS F1", "clDice", "s/img")
 
 
 def selection_for(name: str, root: Path, crackmix_split: Path | None) -> PairSelection:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 name,
                 str(r["n"]),
                 fmt(r["iou"]),
+                fmt(r["miou"]),
                 fmt(r["dice"]),
                 fmt(r["precision"]),
                 fmt(r["recall"]),

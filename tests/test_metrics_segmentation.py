@@ -52,6 +52,10 @@ def test_pixel_metrics_hand_computed() -> None:
     assert iou(PROB >= 0.5, TRUE, threshold=0.99) == pytest.approx(0.5)
     # 0/255 truth works as well as 0/1
     assert iou(PROB, TRUE * 255) == pytest.approx(0.5)
+    # background IoU: TN / (TN + FP + FN) = 4/6; mIoU is the mean of the two classes
+    assert c.background_iou == pytest.approx(4 / 6)
+    assert c.miou == pytest.approx((2 / 4 + 4 / 6) / 2)
+    assert BinaryCounts(tp=5).background_iou == 1.0  # all crack in truth and prediction
 
 
 def test_pooled_differs_from_per_image_mean() -> None:

@@ -337,6 +337,7 @@ class SegmentationEvaluation:
             "class_names": list(self.class_names),
             "crack_class": int(self.crack_class),
             "iou": _finite(px.iou if self.n else math.nan),
+            "miou": _finite(px.miou if self.n else math.nan),  # crack + background mean, as papers report
             "dice": _finite(px.dice if self.n else math.nan),
             "f1": _finite(px.dice if self.n else math.nan),
             "precision": _finite(px.precision if self.n else math.nan),

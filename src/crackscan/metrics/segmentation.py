@@ -144,6 +144,16 @@ class BinaryCounts:
         return _ratio(self.tp, self.tp + self.fn, both_empty=self.empty)
 
     @property
+    def background_iou(self) -> float:
+        """IoU of the non-crack class (true negatives over everything not a true positive)."""
+        return _ratio(self.tn, self.tn + self.fp + self.fn, both_empty=self.tn + self.fp + self.fn == 0)
+
+    @property
+    def miou(self) -> float:
+        """Mean of crack and background IoU: the "mIoU" most crack papers report (not crack IoU)."""
+        return (self.iou + self.background_iou) / 2.0
+
+    @property
     def true_fraction(self) -> float:
         """Fraction of pixels that are crack in truth, in [0, 1]."""
         n = self.tp + self.fp + self.fn + self.tn
@@ -210,6 +220,11 @@ class PixelCounts:
     @property
     def recall(self) -> float:
         return self.total.recall
+
+    @property
+    def miou(self) -> float:
+        """Pooled mean of crack and background IoU."""
+        return self.total.miou
 
     def per_image_mean(self, metric: str, *, empty: EmptyRule = "one") -> float:
         """Mean of ``metric`` (iou, dice, precision, recall) over images, in [0, 1].
