@@ -145,7 +145,8 @@ def render_width_overlay(
     width_sum = _shrink(width, oh, ow)
     del width
     # Most of a photo is crack-free: dim it in one pass, then blend colour only where cracks are.
-    out = (_shrink(image, oh, ow).astype(np.float32) * 0.6 + 0.5).astype(np.uint8)
+    small = _shrink(image, oh, ow)
+    out = (small.astype(np.float32) * 0.6 + 0.5).astype(np.uint8)
     ys, xs = np.nonzero(coverage > 0)
     cov = coverage[ys, xs]
     mean_width = width_sum[ys, xs] / cov
@@ -153,7 +154,7 @@ def render_width_overlay(
     colour[mean_width <= 0] = 210.0  # unmeasured specks
     boost = 1.0 if scale >= 1.0 else min(4.0, 1.0 / scale)  # thin cracks must survive downscaling
     alpha = np.clip(cov * boost, 0.0, 1.0)[:, None]
-    base = _shrink(image, oh, ow)[ys, xs].astype(np.float32) * 0.6
+    base = small[ys, xs].astype(np.float32) * 0.6
     out[ys, xs] = (base * (1.0 - alpha) + colour * alpha + 0.5).astype(np.uint8)
     if legend and wmax > 0:
         high = f"{wmax * mm_per_px:.2f} mm" if mm_per_px else f"{wmax:.1f} px"
