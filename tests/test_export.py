@@ -84,7 +84,10 @@ def test_export_matches_torch_and_keeps_metadata(exported: Path) -> None:
         assert a.shape == (len(batch), 2)
         np.testing.assert_allclose(a, b, atol=1e-4)
         np.testing.assert_allclose(onnx.crack_probability(batch), torch_pred.crack_probability(batch), atol=1e-4)
-    big = _images(2, size=TINY_SIZE + 17)  # dynamic H/W: an odd size the graph was not traced at
+    # The encoder's TF-"same" paddings are constants in the graph: exact at every size ≡ the input size mod M.
+    fixed = meta.extra["fixed_same_padding"]
+    assert fixed["convs"] == 4 and fixed["exact_for_sizes_mod"] == 16
+    big = _images(2, size=TINY_SIZE + 2 * fixed["exact_for_sizes_mod"])  # dynamic H/W: a size it was not traced at
     np.testing.assert_allclose(onnx.logits(big), torch_pred.logits(big), atol=1e-4)
 
 
@@ -183,6 +186,53 @@ def test_export_segmenter_odd_sizes(tmp_path: Path) -> None:
     a, b = onnx.probability_map(odd), eager.probability_map(odd)
     assert a.shape == (1, 96, 64)
     np.testing.assert_allclose(a, b, atol=2e-4)
+
+
+def test_tf_same_padding_becomes_part_of_the_convs(tmp_path: Path) -> None:
+    """EfficientNet-Lite0's run-time "same" padding is exported as Conv pads: no Pad, Shape or Ceil ops."""
+    import onnx
+
+    from crackscan.models.segmenters import create_segmenter
+    from crackscan.runtime.export import export_onnx
+
+    torch.manual_seed(0)
+    model = create_segmenter("fpn", "tf_efficientnet_lite0", 1, decoder_channels=[16]).eval()
+    meta = ModelMetadata("segment", "fpn", ["background", "crack"], 1, 64, (0.5,) * 3, (0.5,) * 3)
+    meta.extra["size_multiple"] = 32
+    path = tmp_path / "seg.onnx"
+    export_onnx(model, meta, path, parity_images=_images(2, size=64))
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert not ops & {"Pad", "Ceil"}, ops
+    onnx_pred = OnnxPredictor(path)
+    assert onnx_pred.metadata.extra["fixed_same_padding"] == {"convs": 5, "exact_for_sizes_mod": 32}
+    for h, w in ((64, 64), (96, 160), (32, 224)):  # every multiple of the size multiple, not only the traced one
+        image = _images(1, size=max(h, w))[:, :h, :w]
+        x = torch.from_numpy(((image.astype(np.float32) / 255 - 0.5) / 0.5).transpose(0, 3, 1, 2).copy())
+        with torch.no_grad():
+            expected = torch.sigmoid(model(x))[:, 0].numpy()
+        np.testing.assert_allclose(onnx_pred.probability_map(image), expected, atol=1e-4)
+
+
+def test_pads_that_are_not_zero_constants_stay(tmp_path: Path) -> None:
+    """Only zero, constant-mode pads are fused; reflection padding keeps its Pad op and its output."""
+    import onnx
+
+    from crackscan.runtime.export import fuse_pads_into_convs
+
+    class ReflectThenConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            zero = torch.nn.functional.pad(x, (0, 1, 0, 1))
+            return self.conv(torch.nn.functional.pad(zero, (1, 1, 1, 1), mode="reflect"))
+
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(ReflectThenConv().eval(), (torch.zeros(1, 3, 8, 8),), str(path), opset_version=17, dynamo=False)
+    proto = onnx.load(str(path))
+    assert fuse_pads_into_convs(proto) == 0  # the zero pad feeds the reflect pad, not a Conv
+    assert [n.op_type for n in proto.graph.node].count("Pad") == 2
 
 
 def test_export_rebuilds_a_half_resolution_unet(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,157 @@ class _Probabilities(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
+class _FixedPadConv(nn.Module):
+    """A TF-style "same" convolution whose padding was fixed at export (see :func:`freeze_same_padding`)."""
+
+    def __init__(self, conv: nn.Conv2d, pad: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.conv = conv
+        self.pad = pad  # (left, right, top, bottom), F.pad's order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        return nn.functional.conv2d(nn.functional.pad(x, self.pad), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+
+def freeze_same_padding(
+    model: nn.Module, example: torch.Tensor, size_multiple: int | None = None
+) -> tuple[nn.Module, int, int]:
+    """A copy of ``model`` whose TF-style "same" convolutions pad by constants; how many; the modulus.
+
+    timm's ``tf_*`` encoders (EfficientNet-Lite0 in every bundled model) compute the
+    padding of each strided convolution from the input's shape at run time. Exported,
+    that is a Shape → Ceil → Pad chain per convolution, which ONNX Runtime can neither
+    fold into the Conv nor keep in its blocked (NCHWc) layout: the Pads and the layout
+    reorders around them were 27 % of crack-seg v3's CPU time at 512². Constant pads are
+    fused into the Conv by ONNX Runtime.
+
+    The padding depends only on the parity of the size each convolution sees, so the
+    amounts taken at ``example``'s size hold for every input whose size at that
+    convolution has the same parity. Classifiers always run at their input size
+    (``size_multiple=None``: every such convolution is fixed). Segmenters run on any
+    multiple of ``size_multiple``: a convolution at downsampling factor ``f`` is fixed only
+    when ``size_multiple`` is a multiple of ``2f`` and the example's size is one of
+    ``size_multiple``, else it keeps its dynamic padding.
+
+    Returns the model to export (``model`` itself when nothing was fixed), the number of
+    convolutions fixed, and the modulus ``M``: the graph equals ``model`` for every input
+    whose height and width are congruent to the example's modulo ``M`` (1: any input).
+    """
+    try:
+        from timm.layers import Conv2dSame
+    except ImportError:  # no timm: nothing of this kind in the model
+        return model, 0, 1
+    if not any(isinstance(m, Conv2dSame) for m in model.modules()):
+        return model, 0, 1
+    import copy
+
+    frozen = copy.deepcopy(model).eval()
+    seen: dict[str, tuple[int, int]] = {}
+
+    def record(name: str):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # returns None: inputs unchanged
+            seen.setdefault(name, (int(args[0].shape[-2]), int(args[0].shape[-1])))
+
+        return hook
+
+    convs = [(name, m) for name, m in frozen.named_modules() if isinstance(m, Conv2dSame)]
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in convs]
+    try:
+        with torch.no_grad():
+            frozen(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    eh, ew = example.shape[-2:]
+    fixed, modulus = 0, 1
+    for name, (ih, iw) in seen.items():
+        conv = frozen.get_submodule(name)
+        factor = max(eh // max(ih, 1), ew // max(iw, 1), 1)
+        if size_multiple is not None and (size_multiple % (2 * factor) or eh % size_multiple or ew % size_multiple):
+            continue
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        pad_h = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
+        pad_w = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
+        parent_name, _, child = name.rpartition(".")
+        parent = frozen.get_submodule(parent_name) if parent_name else frozen
+        pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)  # timm's pad_same split
+        setattr(parent, child, _FixedPadConv(conv, pad))
+        fixed, modulus = fixed + 1, max(modulus, 2 * factor)
+    return (frozen, fixed, modulus) if fixed else (model, 0, 1)
+
+
+_FOLDABLE = {"Constant", "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze", "Squeeze"}
+
+
+def fuse_pads_into_convs(proto: Any) -> int:
+    """Fold constant zero ``Pad`` nodes into the ``Conv`` they feed (ONNX ``pads`` may be asymmetric); in place.
+
+    The torch exporter writes ``F.pad``'s amounts as a Constant → … → Slice(step −1) →
+    Cast chain that it does not fold (and ONNX Runtime then keeps the Pad as a separate
+    op outside its blocked layout). This evaluates such chains, moves the amounts into
+    the Conv and drops the Pad and the nodes nothing uses any more. Returns how many
+    Pads were fused.
+    """
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = proto.graph
+    values: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:  # nodes are topologically sorted
+        if node.op_type in _FOLDABLE and all(not i or i in values for i in node.input):
+            feeds = {i: values[i] for i in node.input if i}
+            for name, value in zip(node.output, ReferenceEvaluator(node).run(None, feeds), strict=True):
+                values[name] = np.asarray(value)
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    fused = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or len(pad.input) < 2 or pad.input[1] not in values or pad.output[0] in outputs:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in pad.attribute}
+        if attrs.get("mode", b"constant") not in (b"constant", "constant"):
+            continue
+        value = pad.input[2] if len(pad.input) > 2 else ""
+        if value and (value not in values or np.any(values[value] != 0)):  # pads with a non-zero value
+            continue
+        if len(pad.input) > 3 and pad.input[3]:  # axes input: keep the general case out
+            continue
+        amounts = values[pad.input[1]].astype(np.int64).ravel()
+        users = consumers.get(pad.output[0], [])
+        if len(amounts) != 8 or np.any(amounts < 0) or np.any(amounts[[0, 1, 4, 5]]) or len(users) != 1:
+            continue
+        conv = users[0]
+        conv_attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        if conv.op_type != "Conv" or conv.input[0] != pad.output[0]:
+            continue
+        if conv_attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue
+        old = [int(v) for v in conv_attrs.get("pads", [0, 0, 0, 0])]
+        top, left, bottom, right = (int(v) for v in amounts[[2, 3, 6, 7]])
+        new_pads = [old[0] + top, old[1] + left, old[2] + bottom, old[3] + right]
+        for attr in list(conv.attribute):
+            if attr.name == "pads":
+                conv.attribute.remove(attr)
+        conv.attribute.append(helper.make_attribute("pads", new_pads))
+        conv.input[0] = pad.input[0]
+        fused.append(pad)
+    for pad in fused:
+        graph.node.remove(pad)
+    # Drop what only the fused Pads used (their amount chains), until nothing changes.
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    return len(fused)
+
+
 def export_onnx(
     model: nn.Module,
     metadata: ModelMetadata,
@@ -58,9 +210,13 @@ def export_onnx(
 
     path = Path(path)
     metadata.crackscan_version = __version__
-    wrapped = _Probabilities(model).eval()
     size = metadata.input_size
     example = torch.zeros(1, 3, size, size)
+    multiple = None if metadata.task == "classify" else int(metadata.extra.get("size_multiple", 32) or 1)
+    graph_model, fixed, modulus = freeze_same_padding(model, example, multiple)
+    if fixed:  # say in the file for which sizes the graph is exact (classifiers: their input size and ≡ it mod M)
+        metadata.extra = {**metadata.extra, "fixed_same_padding": {"convs": fixed, "exact_for_sizes_mod": modulus}}
+    wrapped = _Probabilities(graph_model).eval()
     # Segmentation logits keep the input's height and width: both stay dynamic.
     output_axes = {0: "batch"} if metadata.task == "classify" else {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
@@ -76,6 +232,9 @@ def export_onnx(
             dynamo=False,
         )
     proto = onnx.load_from_string(buf.getvalue())
+    fused = fuse_pads_into_convs(proto)
+    if fused:
+        log.info("export: %d constant Pads fused into their Convs", fused)
     entry = proto.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = metadata.to_json()
