@@ -102,7 +102,7 @@ def main() -> None:
         "--tile", type=int, default=None, help="tile side px (default: the model's tile size, as crackscan inspect)"
     )
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="tiles per model call (default: inspect's)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument(
         "--coarse-gate", type=float, default=None, help="coarse-to-fine screening, as crackscan inspect --coarse-gate"
@@ -139,7 +139,7 @@ def main() -> None:
         settings = InspectionSettings(
             tile=args.tile,
             overlap=args.overlap,
-            batch_size=args.batch_size,
+            **({} if args.batch_size is None else {"batch_size": args.batch_size}),
             tta=args.tta,
             coarse_gate=args.coarse_gate,
             **gate_kwargs,
@@ -157,7 +157,7 @@ def main() -> None:
         tile = args.tile or predictor.metadata.tile_size
         n_tiles = count_tiles(predictor, h, w, tile=tile, overlap=args.overlap)
         print(
-            f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {args.batch_size}, tta {args.tta}, "
+            f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {settings.batch_size}, tta {args.tta}, "
             f"coarse gate {args.coarse_gate}, gate {args.gate} ({settings.gate_threshold if args.gate else '-'})"
         )
         if result.tiles:

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import make_empty, make_png_claiming, make_truncated_jpeg, tree_hashes
 from crackscan.analysis.inspect import (
+    DEFAULT_COARSE_GATE,
     InspectionError,
     InspectionSettings,
     inspect_image,
@@ -147,7 +148,7 @@ def test_bad_options_exit_2(seg_model: Path, photos: Path, tmp_path: Path, monke
         assert result.exit_code == 2 and "mm-per-px" in text(result), scale
     assert invoke("inspect", photos, "--model", seg_model, "--overlap", "1.0", "--out", tmp_path / "o").exit_code == 2
     assert invoke("inspect", photos, "--model", seg_model, "--threshold", "1.5", "--out", tmp_path / "o").exit_code == 2
-    result = invoke("inspect", photos, "--model", seg_model, "--coarse-gate", "0", "--out", tmp_path / "o")
+    result = invoke("inspect", photos, "--model", seg_model, "--coarse-gate", "-0.1", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "coarse-gate" in text(result)
     result = invoke("inspect", photos, "--model", tmp_path / "missing.onnx", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "missing.onnx" in text(result)
@@ -285,7 +286,7 @@ def test_gate_segments_only_tiles_next_to_patches_the_classifier_calls_cracked(
     photo[0:240, 0:240] = 15
     settings = InspectionSettings(tile=128, gate=str(cls_model), gate_threshold=0.5)
     gated = inspect_image(load_predictor(seg_model), photo, settings=settings)
-    full = inspect_image(load_predictor(seg_model), photo, settings=InspectionSettings(tile=128))
+    full = inspect_image(load_predictor(seg_model), photo, settings=InspectionSettings(tile=128, coarse_gate=None))
     assert full.tiles_run == full.tiles and full.measurement.n_cracks == 2
     assert 0 < gated.tiles_run < gated.tiles // 4
     assert gated.mask[:240, :240].all()  # the seen block: segmented as with every tile
@@ -307,6 +308,24 @@ def test_gate_options_are_checked_before_anything_runs(
     result = invoke("inspect", photos, "--model", seg_model, "--gate", cls_model, "--coarse-gate", "0.1", "--out", out)
     assert result.exit_code == 2 and "not both" in text(result)
     assert not out.exists()
+
+
+def test_screening_is_on_by_default_and_coarse_gate_0_runs_every_tile(seg_model: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "wall.png"
+    write_image(photo, wall(400, 600, lines=((40, 200, 560, 200, 6),)))
+    docs, masks = {}, {}
+    for label, extra in (("default", ()), ("full", ("--coarse-gate", "0"))):
+        out = tmp_path / label
+        result = invoke("inspect", photo, "--model", seg_model, "--tile", "128", *extra, "--out", out)
+        assert result.exit_code == 0, result.output
+        docs[label] = json.loads((out / "results" / "wall.json").read_text())
+        masks[label] = cv2.imread(str(out / docs[label]["outputs"]["mask"]), cv2.IMREAD_GRAYSCALE)
+    assert docs["full"]["tiles_run"] == docs["full"]["tiles"] >= 6
+    assert 0 < docs["default"]["tiles_run"] < docs["default"]["tiles"] == docs["full"]["tiles"]
+    assert docs["default"]["measurement"]["n_cracks"] == docs["full"]["measurement"]["n_cracks"] == 1
+    assert docs["default"]["settings"]["coarse_gate"] == DEFAULT_COARSE_GATE
+    assert docs["full"]["settings"]["coarse_gate"] is None
+    assert np.array_equal(masks["default"], masks["full"])  # the skipped tiles were crack-free
 
 
 def test_cli_gate_writes_the_tiles_it_ran(seg_model: Path, cls_model: Path, photos: Path, tmp_path: Path) -> None:

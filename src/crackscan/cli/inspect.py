@@ -10,7 +10,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from crackscan.analysis.inspect import INSPECT_JOIN_GAP_PX, INSPECT_MIN_AREA_PX
+from crackscan.analysis.inspect import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_COARSE_GATE,
+    INSPECT_JOIN_GAP_PX,
+    INSPECT_MIN_AREA_PX,
+)
 from crackscan.cli._common import err, out
 from crackscan.cli._common import fail as _fail
 from crackscan.imageio import DEFAULT_MAX_PIXELS
@@ -45,12 +50,12 @@ def inspect(
         None, "--threshold", help="Crack probability threshold (default: the model's own)."
     ),
     tta: bool = typer.Option(False, "--tta", help="Average each tile over horizontal and vertical flips (3× slower)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Tiles per model call."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Tiles per model call."),
     coarse_gate: float | None = typer.Option(
         None,
         "--coarse-gate",
         help="Coarse-to-fine: screen a half-size copy first and run full-size tiles only where its crack "
-        "probability reaches this value (e.g. 0.1; much faster on photos with few cracks).",
+        f"probability reaches this value (default {DEFAULT_COARSE_GATE}; 0: every tile at full size).",
     ),
     gate: str | None = typer.Option(
         None,
@@ -123,7 +128,7 @@ def inspect(
         mm_per_px=mm_per_px,
         min_area_px=min_area,
         join_gap_px=join_gap,
-        coarse_gate=coarse_gate,
+        coarse_gate=_coarse_gate(coarse_gate, gate),
         gate=gate,
         gate_threshold=gate_threshold,
     )
@@ -190,6 +195,15 @@ def inspect(
     )
     if not ok:
         raise _fail("no photo could be inspected")
+
+
+def _coarse_gate(value: float | None, gate: str | None) -> float | None:
+    """--coarse-gate as settings take it: the default unless --gate replaces it; 0 switches it off."""
+    if value is None:
+        return None if gate is not None else DEFAULT_COARSE_GATE
+    if gate is not None and value != 0:
+        raise _fail("use either --gate or --coarse-gate, not both", code=2)
+    return None if value == 0 else value
 
 
 def _inspect_on_ray(

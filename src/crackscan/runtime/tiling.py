@@ -36,7 +36,10 @@ TileScreen = Callable[[int, int, int, int], bool]
 
 DEFAULT_TILE = 512  # px; the bundled segmenters are trained on 512-px tiles
 DEFAULT_OVERLAP = 0.25  # fraction of the tile side shared by neighbouring tiles
-DEFAULT_BATCH_SIZE = 4  # tiles per ONNX Runtime call: 4 × 512² keeps a batch ≈ 50 MB of activations per layer
+# Tiles per ONNX Runtime call. On 2 cores a 512² tile costs the same alone as in a batch of 4 (crack-seg v3:
+# 34.6 vs 35.4 ms), and with one batch shape ONNX Runtime's set-up for a new input shape (0.4–1.2 s, e.g.
+# for the remainder batch) is paid once per process, not per photo.
+DEFAULT_BATCH_SIZE = 1
 DEFAULT_PATCH = 227  # px; classifier patch side on the photo (Özgenel's patches are 227×227)
 WINDOW_FLOOR = 0.05  # smallest blend weight: tile corners still count where nothing else covers them
 COARSE_SCALE = 0.5  # coarse-to-fine: the screening pass sees the photo at half size (a quarter of the work)
