@@ -8,7 +8,7 @@ resident memory (``resource.getrusage(...).ru_maxrss``) before and after.
 
     .venv/bin/python benchmarks/inspect_photo.py --model src/crackscan/assets/models/crack-seg.onnx
     .venv/bin/python benchmarks/inspect_photo.py --toy-model      # the pipeline alone (darkness model)
-    .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --coarse-gate 0.1   # coarse-to-fine
+    .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --coarse-gate 0     # every tile at full size
     .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --gate crack-cls    # classifier gate
     .venv/bin/python benchmarks/inspect_photo.py --model crack-seg --repeat 3          # cold + warm runs
 
@@ -105,7 +105,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per model call (default: inspect's)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument(
-        "--coarse-gate", type=float, default=None, help="coarse-to-fine screening, as crackscan inspect --coarse-gate"
+        "--coarse-gate",
+        type=float,
+        default=None,
+        help="coarse-to-fine screening, as crackscan inspect --coarse-gate (default: inspect's; 0: off)",
     )
     parser.add_argument("--gate", default=None, help="classifier gate model, as crackscan inspect --gate")
     parser.add_argument(
@@ -141,7 +144,7 @@ def main() -> None:
             overlap=args.overlap,
             **({} if args.batch_size is None else {"batch_size": args.batch_size}),
             tta=args.tta,
-            coarse_gate=args.coarse_gate,
+            **({} if args.coarse_gate is None else {"coarse_gate": args.coarse_gate or None}),
             **gate_kwargs,
         ).validate()
         rss_before = _rss_mb()
@@ -158,7 +161,7 @@ def main() -> None:
         n_tiles = count_tiles(predictor, h, w, tile=tile, overlap=args.overlap)
         print(
             f"tiles: {n_tiles} of {tile} px, overlap {args.overlap}, batch {settings.batch_size}, tta {args.tta}, "
-            f"coarse gate {args.coarse_gate}, gate {args.gate} ({settings.gate_threshold if args.gate else '-'})"
+            f"coarse gate {settings.coarse_gate}, gate {args.gate} ({settings.gate_threshold if args.gate else '-'})"
         )
         if result.tiles:
             print(f"tiles segmented: {result.tiles_run} of {result.tiles}")
