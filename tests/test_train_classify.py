@@ -116,3 +116,14 @@ def test_first_class_architectures_build(arch: str) -> None:
     model = create_classifier(arch, 2).eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_lite0_cut_after_other_stages() -> None:
+    """crackscan_lite0_sN keeps N stages; the packaged ImageNet weights fill each of them."""
+    s5 = create_classifier("crackscan_lite0_s5", 2).eval()
+    assert s5.num_features == 112 and len(s5.blocks) == 5
+    assert "ImageNet EfficientNet-Lite0" in load_pretrained(s5, "crackscan_lite0_s5", weights=None, pretrained=True)
+    with torch.no_grad():
+        assert s5(torch.zeros(2, 3, 64, 64)).shape == (2, 2)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        create_classifier("crackscan_lite0_s9", 2)

@@ -4,10 +4,13 @@
 80 channels), global-average-pooled into a linear head. It keeps ImageNet features
 (loaded offline from the efficientnet-lite0 package) at a tenth of the full network's
 cost, which is what a 2-core laptop needs to classify thousands of patches a second.
+``crackscan_lite0_s3`` … ``crackscan_lite0_s6`` cut after another stage (s5 adds the
+112-channel stage, which still runs at stride 16).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import timm
@@ -24,6 +27,7 @@ from crackscan.models.pretrained import (
 )
 
 FAST_DEFAULT = "crackscan_lite0_s4"
+_TRUNCATED = re.compile(r"crackscan_lite0_s([3-6])")  # EfficientNet-Lite0 cut after stage 3…6
 # Archs the project documents and tests; any other timm name works too.
 FIRST_CLASS = (FAST_DEFAULT, "tf_efficientnet_lite0", "mobilenetv2_100", "resnet18", "tf_efficientnetv2_b0")
 
@@ -58,8 +62,14 @@ class TruncatedLite0(nn.Module):
         return self.classifier
 
 
+def truncated_stages(arch: str) -> int | None:
+    """How many Lite0 stages a ``crackscan_lite0_sN`` arch keeps; ``None`` for other names."""
+    match = _TRUNCATED.fullmatch(arch)
+    return int(match.group(1)) if match else None
+
+
 def normalisation_for(arch: str) -> Normalisation:
-    if arch == FAST_DEFAULT:
+    if truncated_stages(arch) is not None:
         arch = LITE0_ARCH
     cfg = timm.create_model(arch, pretrained=False, num_classes=0).pretrained_cfg
     return Normalisation(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))  # type: ignore[arg-type]
@@ -67,8 +77,8 @@ def normalisation_for(arch: str) -> Normalisation:
 
 def create_classifier(arch: str, num_classes: int) -> nn.Module:
     """A randomly initialised classifier with ``num_classes`` outputs (logits)."""
-    if arch == FAST_DEFAULT:
-        return TruncatedLite0(num_classes)
+    if (stages := truncated_stages(arch)) is not None:
+        return TruncatedLite0(num_classes, stages=stages)
     try:
         return timm.create_model(arch, pretrained=False, num_classes=num_classes)
     except RuntimeError as exc:  # timm: "Unknown model"
@@ -86,7 +96,7 @@ def load_pretrained(model: nn.Module, arch: str, *, weights: str | None, pretrai
         return load_into(model, load_state_dict_file(weights), what=f"weights file {weights}")
     if not pretrained:
         return "random initialisation (--no-pretrained)"
-    if arch in (LITE0_ARCH, FAST_DEFAULT):
+    if arch == LITE0_ARCH or truncated_stages(arch) is not None:
         return load_into(model, lite0_package_state_dict(), what="ImageNet EfficientNet-Lite0 (offline package)")
     return load_into(model, timm_hub_state_dict(arch), what=f"ImageNet {arch} (timm hub)")
 
@@ -107,4 +117,5 @@ __all__ = [
     "create_classifier",
     "load_pretrained",
     "normalisation_for",
+    "truncated_stages",
 ]
