@@ -235,6 +235,29 @@ def test_pads_that_are_not_zero_constants_stay(tmp_path: Path) -> None:
     assert [n.op_type for n in proto.graph.node].count("Pad") == 2
 
 
+def test_fpn_with_batch_norm_decoder_is_rebuilt_and_tiles_do_not_see_each_other(tmp_path: Path) -> None:
+    """--decoder-norm batch travels in the metadata; the exported decoder has no per-tile normalisation."""
+    import onnx
+
+    from crackscan.runtime.export import export_model
+
+    pt = _saved_segmenter(tmp_path, "fpn", [32], decoder_norm="batch")
+    onnx_path = export_model(pt).path
+    ops = {node.op_type for node in onnx.load(str(onnx_path)).graph.node}
+    assert "InstanceNormalization" not in ops and "BatchNormalization" not in ops  # folded into the convs
+    onnx_pred = OnnxPredictor(onnx_path)
+    assert onnx_pred.metadata.extra["decoder_norm"] == "batch"
+    image = _images(1, size=128)
+    np.testing.assert_allclose(onnx_pred.probability_map(image), load_predictor(pt).probability_map(image), atol=2e-4)
+    # Each output pixel depends on its neighbourhood only: the left half of a 128×128 input
+    # predicts the same whether the right half is there or not (away from the cut).
+    whole = onnx_pred.probability_map(image)[0]
+    half = onnx_pred.probability_map(np.ascontiguousarray(image[:, :, :64]))[0]
+    assert np.abs(whole[:, :16] - half[:, :16]).max() < 1e-3  # GroupNorm: ~0.1 in the same test
+    with pytest.raises(ValueError, match="fpn only"):
+        pytest.importorskip("crackscan.models.segmenters").create_segmenter("unet", decoder_norm="batch")
+
+
 def test_export_rebuilds_a_half_resolution_unet(tmp_path: Path) -> None:
     """head_stride travels in the metadata: the rebuilt network loads the weights strictly."""
     from crackscan.runtime.export import export_model

@@ -132,6 +132,9 @@ def segment(
     head_stride: int = typer.Option(
         1, "--head-stride", help="U-Net: 2 = predict at half resolution, logits upsampled (~1.3-1.6x faster on CPU)."
     ),
+    decoder_norm: str = typer.Option(
+        "group", "--decoder-norm", help="FPN: group (smp's, per tile) or batch (tiles independent of their content)."
+    ),
     cgm: bool = typer.Option(False, "--cgm", help="U-Net3+: classification-guided module."),
     out_dir: Path = typer.Option(Path("runs/segment"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -176,6 +179,7 @@ def segment(
         lr=lr,
         decoder_channels=_int_list(decoder_channels, "--decoder-channels"),
         head_stride=head_stride,
+        decoder_norm=decoder_norm,
         cgm=cgm,
         resume=resume,
         seed=seed,

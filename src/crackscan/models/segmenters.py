@@ -86,6 +86,7 @@ def create_segmenter(
     cgm: bool = False,
     cgm_gate_inference: bool = False,
     head_stride: int = 1,
+    decoder_norm: str = "group",
     **kwargs: Any,
 ) -> nn.Module:
     """A randomly initialised segmenter with ``classes`` output channels (logits).
@@ -95,7 +96,10 @@ def create_segmenter(
     single-width decoders the first value is used (FPN pyramid width, DeepLabV3+
     decoder width, U-Net3+ ``cat_channels``). ``deep_supervision``/``cgm`` apply to
     U-Net3+ only. ``head_stride=2`` (U-Net only) predicts at half resolution and
-    upsamples the logits: about 1.3–1.6× faster on CPU. Raises ``ValueError`` for an
+    upsamples the logits: about 1.3–1.6× faster on CPU. ``decoder_norm="batch"`` (FPN
+    only) replaces the decoder's GroupNorm — which at 32 groups of its 32 channels is a
+    per-tile instance norm, so a tile's predictions depend on what else the tile holds —
+    by BatchNorm, folded into the convolutions at export. Raises ``ValueError`` for an
     unknown arch or encoder.
     """
     name = canonical_arch(arch)
@@ -105,6 +109,10 @@ def create_segmenter(
         raise ValueError(f"--head-stride must be 1 or 2, got {head_stride}")
     if head_stride == 2 and name != "unet":
         raise ValueError(f"--head-stride 2 is built for unet only, not {arch}")
+    if decoder_norm not in ("group", "batch"):
+        raise ValueError(f"--decoder-norm must be group or batch, got {decoder_norm!r}")
+    if decoder_norm == "batch" and name != "fpn":
+        raise ValueError(f"--decoder-norm batch is built for fpn only (the decoder with GroupNorm), not {arch}")
     try:
         if name == "unet3plus":
             return UNet3Plus(
@@ -134,9 +142,20 @@ def create_segmenter(
         model = smp.create_model(name, encoder_name=enc, encoder_weights=None, classes=classes, **options)
         if head_stride == 2:  # unet only (checked above): the stride-2 block is the second-to-last
             return _predict_at_half_resolution(model, classes, width=options["decoder_channels"][-2])
+        if decoder_norm == "batch":  # fpn only (checked above)
+            _group_to_batch_norm(model.decoder)
         return model
     except (KeyError, RuntimeError) as exc:  # timm: unknown model / unsupported layout
         raise ValueError(f"cannot build {arch} with encoder {timm_name(enc)!r}: {exc}") from None
+
+
+def _group_to_batch_norm(module: nn.Module) -> None:
+    """Replace every GroupNorm inside ``module`` by a BatchNorm2d of the same width, in place."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GroupNorm):
+            setattr(module, name, nn.BatchNorm2d(child.num_channels))
+        else:
+            _group_to_batch_norm(child)
 
 
 def encoder_module(model: nn.Module) -> nn.Module:

@@ -97,6 +97,7 @@ class SegmentConfig:
     lr: float = 1e-3
     decoder_channels: list[int] | None = None
     head_stride: int = 1  # 2: U-Net predicts at half resolution (faster on CPU)
+    decoder_norm: str = "group"  # "batch": FPN's decoder with BatchNorm instead of per-tile GroupNorm
     deep_supervision: bool = True
     cgm: bool = False
     resume: bool = False
@@ -653,6 +654,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     model = create_segmenter(
         cfg.arch, cfg.encoder, cfg.classes, decoder_channels=cfg.decoder_channels,
         deep_supervision=cfg.deep_supervision, cgm=cfg.cgm, head_stride=cfg.head_stride,
+        decoder_norm=cfg.decoder_norm,
     )  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -786,6 +788,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             "loss": cfg.loss_name,
             "decoder_channels": cfg.decoder_channels,
             "head_stride": cfg.head_stride,
+            "decoder_norm": cfg.decoder_norm,
             "training_data": data_summary,
             "metrics": metrics,
             "command": cfg.command,
