@@ -328,6 +328,17 @@ def test_screening_is_on_by_default_and_coarse_gate_0_runs_every_tile(seg_model:
     assert np.array_equal(masks["default"], masks["full"])  # the skipped tiles were crack-free
 
 
+def test_screening_gate_never_exceeds_the_mask_threshold(seg_model: Path) -> None:
+    photo = wall(400, 600, lines=((40, 200, 560, 200, 6),))
+    photo[0:60, 480:600] = 92  # mid grey: the toy model's crack probability ≈ 0.1 there
+    seg = load_predictor(seg_model)
+    low = inspect_image(seg, photo, settings=InspectionSettings(tile=128, threshold=0.02, coarse_gate=0.5))
+    same = inspect_image(seg, photo, settings=InspectionSettings(tile=128, threshold=0.02, coarse_gate=0.02))
+    high = inspect_image(seg, photo, settings=InspectionSettings(tile=128, threshold=0.6, coarse_gate=0.5))
+    assert low.tiles_run == same.tiles_run and np.array_equal(low.mask, same.mask)
+    assert high.tiles_run < low.tiles_run  # at threshold 0.6 the grey corner's tiles need no full-size look
+
+
 def test_cli_gate_writes_the_tiles_it_ran(seg_model: Path, cls_model: Path, photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = invoke("inspect", photos, "--model", seg_model, "--gate", cls_model, "--out", out)

@@ -344,7 +344,11 @@ def inspect_image(
             batch_size=settings.batch_size,
             tta=settings.tta,
             progress=progress,
-            coarse_gate=None if settings.gate is not None else settings.coarse_gate,
+            # A tile the coarse pass leaves out keeps its coarse probabilities (< gate): never let
+            # those reach the mask threshold, or a low --threshold would draw half-size blobs there.
+            coarse_gate=None
+            if settings.gate is not None or settings.coarse_gate is None
+            else min(settings.coarse_gate, threshold),
             screen=screen,
             stats=stats,
         )
