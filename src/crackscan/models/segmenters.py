@@ -99,8 +99,9 @@ def create_segmenter(
     upsamples the logits: about 1.3–1.6× faster on CPU. ``decoder_norm="batch"`` (FPN
     only) replaces the decoder's GroupNorm — which at 32 groups of its 32 channels is a
     per-tile instance norm, so a tile's predictions depend on what else the tile holds —
-    by BatchNorm, folded into the convolutions at export. Raises ``ValueError`` for an
-    unknown arch or encoder.
+    by BatchNorm, folded into the convolutions at export (trained once on the bundled
+    crack-seg's recipe it scored lower, and tiled maps still depended on the overlap:
+    docs/benchmarks.md). Raises ``ValueError`` for an unknown arch or encoder.
     """
     name = canonical_arch(arch)
     enc = smp_encoder_name(encoder)
