@@ -127,3 +127,11 @@ def test_lite0_cut_after_other_stages() -> None:
         assert s5(torch.zeros(2, 3, 64, 64)).shape == (2, 2)
     with pytest.raises(ValueError, match="unknown architecture"):
         create_classifier("crackscan_lite0_s9", 2)
+
+
+def test_unknown_architecture_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    data = _patches(tmp_path / "data", per_class=4)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), *ARGS, "--arch", "no_such_net"])
+    assert result.exit_code == 1 and "unknown architecture" in result.output and "Traceback" not in result.output
+    assert not out.exists()

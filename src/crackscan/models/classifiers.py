@@ -71,7 +71,10 @@ def truncated_stages(arch: str) -> int | None:
 def normalisation_for(arch: str) -> Normalisation:
     if truncated_stages(arch) is not None:
         arch = LITE0_ARCH
-    cfg = timm.create_model(arch, pretrained=False, num_classes=0).pretrained_cfg
+    try:
+        cfg = timm.create_model(arch, pretrained=False, num_classes=0).pretrained_cfg
+    except RuntimeError as exc:  # timm: "Unknown model"
+        raise ValueError(f"unknown architecture {arch!r}: use a timm model name or {FAST_DEFAULT}") from exc
     return Normalisation(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))  # type: ignore[arg-type]
 
 

@@ -261,12 +261,12 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         raise TrainingDataError(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
     if cfg.resume and not last.is_file():
         raise TrainingDataError(f"--resume: no checkpoint at {last}")
+    norm = normalisation_for(cfg.arch)  # a bad --arch fails here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     splits, class_names, data_summary = _resolve_splits(cfg, run_dir, write=rank_zero)
     folder_to_index = {folder: class_names.index(canon) for folder, canon in data_summary["folders"].items()}
-    norm = normalisation_for(cfg.arch)
 
     def arrays(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         samples = splits.get(name, [])
