@@ -249,8 +249,12 @@ def write_image_outputs(
     if overlay is not None:
         rel = f"overlays/{name}.png"
         (out / "overlays").mkdir(parents=True, exist_ok=True)
-        # Photo-like PNGs take seconds at zlib level 6 for ~10 % smaller files: level 1 is plenty.
-        Image.fromarray(overlay).save(out / rel, format="PNG", compress_level=1)
+        # Photo-like PNGs take seconds at zlib level 6 for ~10 % smaller files: level 1 is plenty. OpenCV's
+        # encoder is ~1.5× faster than Pillow's on a 2048-px overlay; encoding to bytes keeps any path working.
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(overlay[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise OSError(f"{out / rel}: could not encode the overlay as PNG")
+        (out / rel).write_bytes(png.tobytes())
         result.outputs["overlay"] = rel
         written.append(rel)
         result.previews["overlay"] = _encode(_fit(overlay, PREVIEW_SIDE))
