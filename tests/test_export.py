@@ -213,6 +213,47 @@ def test_tf_same_padding_becomes_part_of_the_convs(tmp_path: Path) -> None:
         np.testing.assert_allclose(onnx_pred.probability_map(image), expected, atol=1e-4)
 
 
+def test_cli_upgrades_an_older_export_with_run_time_padding(tmp_path: Path) -> None:
+    """`crackscan export OLD.onnx`: Pads gone, same outputs at every tile size, the input file untouched."""
+    import hashlib
+
+    import onnx
+
+    from crackscan.models.segmenters import create_segmenter
+    from crackscan.runtime.predictor import METADATA_KEY
+
+    torch.manual_seed(0)
+    model = create_segmenter("fpn", "tf_efficientnet_lite0", 1, decoder_channels=[16]).eval()
+    old = tmp_path / "old.onnx"  # as crackscan exported before the padding was fixed: plain torch.onnx.export
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, 64, 64),), str(old), input_names=["image"], output_names=["logits"],
+        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}},
+        opset_version=17, dynamo=False,
+    )  # fmt: skip
+    proto = onnx.load(str(old))
+    meta = ModelMetadata("segment", "fpn", ["background", "crack"], 1, 64, (0.5,) * 3, (0.5,) * 3)
+    meta.extra["size_multiple"] = 32
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
+    onnx.save(proto, str(old))
+    assert "Pad" in {n.op_type for n in proto.graph.node}
+    before = hashlib.sha256(old.read_bytes()).hexdigest()
+    new = tmp_path / "new.onnx"
+    result = runner.invoke(app, ["export", str(old), "--out", str(new)])
+    assert result.exit_code == 0, result.output
+    assert "5 Pads" in result.output and hashlib.sha256(old.read_bytes()).hexdigest() == before
+    assert not {"Pad", "Ceil"} & {n.op_type for n in onnx.load(str(new)).graph.node}
+    a, b = OnnxPredictor(old), OnnxPredictor(new)
+    image = _images(1, size=160)[:, :96]  # 96×160: a size the upgrade did not check
+    np.testing.assert_allclose(a.probability_map(image), b.probability_map(image), atol=1e-5)
+    assert b.metadata.extra["fixed_same_padding"]["upgraded_from"] == "old.onnx"
+    refused = runner.invoke(app, ["export", str(old), "--out", str(old)])
+    assert refused.exit_code == 1 and "never overwrites" in " ".join(refused.output.split())
+    (tmp_path / "junk.onnx").write_text("not a model")
+    junk = runner.invoke(app, ["export", str(tmp_path / "junk.onnx"), "--out", str(tmp_path / "x.onnx")])
+    assert junk.exit_code == 1 and "not a loadable ONNX model" in " ".join(junk.output.split())
+
+
 def test_pads_that_are_not_zero_constants_stay(tmp_path: Path) -> None:
     """Only zero, constant-mode pads are fused; reflection padding keeps its Pad op and its output."""
     import onnx

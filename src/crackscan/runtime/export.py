@@ -191,6 +191,107 @@ def fuse_pads_into_convs(proto: Any) -> int:
     return len(fused)
 
 
+def fix_runtime_same_padding(proto: Any) -> int:
+    """Give a graph exported with run-time TF-"same" padding constant Conv pads instead; in place.
+
+    For ONNX files written before :func:`freeze_same_padding` existed (no ``model.pt`` to
+    export again): every ``Pad`` whose amounts are computed from the input's shape and
+    which feeds a stride-2 Conv gets the padding timm computes for an *even* input at
+    that Conv, ``(k − 1)·d − 1`` split as ``pad_same`` does, moved into the Conv. That is
+    exact for inputs whose size is even at every such Conv — multiples of 32 for the
+    bundled encoders; :func:`upgrade_onnx_padding` checks it numerically. Returns how many
+    Pads were replaced; call :func:`fuse_pads_into_convs` first for the constant ones.
+    """
+    from onnx import helper
+
+    graph = proto.graph
+    constant = {i.name for i in graph.initializer}
+    constant |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    fixed = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or len(pad.input) < 2 or pad.input[1] in constant:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in pad.attribute}
+        if attrs.get("mode", b"constant") not in (b"constant", "constant"):
+            continue
+        users = consumers.get(pad.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Conv" or users[0].input[0] != pad.output[0]:
+            continue
+        conv = users[0]
+        ca = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        kernel, strides = list(ca.get("kernel_shape", [])), list(ca.get("strides", [1, 1]))
+        dilations = list(ca.get("dilations", [1, 1]))
+        if len(kernel) != 2 or strides != [2, 2] or any(ca.get("pads", [0, 0, 0, 0])):
+            continue
+        totals = [(k - 1) * d - 1 for k, d in zip(kernel, dilations, strict=True)]  # even input, stride 2
+        begins = [t // 2 for t in totals]
+        pads = [*begins, *(t - b for t, b in zip(totals, begins, strict=True))]  # [top, left, bottom, right]
+        for attr in list(conv.attribute):
+            if attr.name == "pads":
+                conv.attribute.remove(attr)
+        conv.attribute.append(helper.make_attribute("pads", pads))
+        conv.input[0] = pad.input[0]
+        fixed.append(pad)
+    for pad in fixed:
+        graph.node.remove(pad)
+    outputs = {o.name for o in graph.output}
+    while True:  # drop the shape arithmetic only the removed Pads used
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    return len(fixed)
+
+
+def upgrade_onnx_padding(source: str | Path, target: str | Path, *, sizes: tuple[int, ...] = (256, 320, 512)) -> dict:
+    """Write ``source`` (a crackscan ONNX file) with constant padding to ``target``, proven equal on ``sizes``.
+
+    Both graphs run on random images of every ``sizes`` side (segmenters; multiples of the
+    model's size multiple) or of the input size (classifiers); a largest probability
+    difference above 1e-4 raises :class:`ExportError` and writes nothing.
+    """
+    import tempfile
+
+    import onnx
+
+    old = OnnxPredictor(source)  # a corrupt, foreign or metadata-less file fails here with ModelLoadError
+    proto = onnx.load(str(source))
+    fused = fuse_pads_into_convs(proto)
+    fixed = fix_runtime_same_padding(proto)
+    meta_entry = next((p for p in proto.metadata_props if p.key == METADATA_KEY), None)
+    if meta_entry is None:
+        raise ExportError(f"{source}: not a crackscan model file (no crackscan metadata)")
+    meta = ModelMetadata.from_json(meta_entry.value)
+    meta.extra = {**meta.extra, "fixed_same_padding": {"convs": fixed + fused, "upgraded_from": Path(source).name}}
+    meta_entry.value = meta.to_json()
+    onnx.checker.check_model(proto)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="crackscan-upgrade-") as tmp:
+        candidate = Path(tmp) / "model.onnx"
+        onnx.save(proto, str(candidate))
+        new = OnnxPredictor(candidate)
+        checked = sizes if meta.task == "segment" else (meta.input_size,)
+        diff = 0.0
+        for side in checked:
+            batch = rng.integers(0, 256, (2, side, side, 3), dtype=np.uint8)
+            if meta.task == "segment":
+                a, b = old.probability_map(batch), new.probability_map(batch)
+            else:
+                a, b = old.class_probabilities(batch), new.class_probabilities(batch)
+            diff = max(diff, float(np.abs(a - b).max()))
+        if diff > 1e-4:
+            raise ExportError(f"{source}: the upgraded graph disagrees (max |Δp| = {diff:.2e} on sides {checked})")
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(candidate, target)
+    return {"pads_replaced": fixed, "pads_fused": fused, "max_abs_diff": diff, "sides": list(checked)}
+
+
 def export_onnx(
     model: nn.Module,
     metadata: ModelMetadata,
