@@ -13,6 +13,7 @@ import shutil
 import sys
 import types
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -276,3 +277,25 @@ def test_deepcrack_one_bit_masks_end_to_end(shared_data: Path, seg_model: Path, 
     for key in ("iou", "dice", "precision", "recall", "ods_f1", "ois_f1", "cldice"):
         assert 0.0 <= r[key] <= 1.0
     shutil.rmtree(root)
+
+
+def test_tta_averages_the_image_and_its_flips(seg_model: Path, synth: Path, tmp_path: Path) -> None:
+    class Ramp:
+        """A 'model' whose probability is the column position: flips change it, so TTA shows."""
+
+        metadata = SimpleNamespace(extra={"size_multiple": 32}, class_names=["background", "crack"])
+
+        def probability_map(self, batch: np.ndarray) -> np.ndarray:
+            n, h, w = batch.shape[:3]
+            return np.broadcast_to(np.arange(w, dtype=np.float32) / w, (n, h, w)).copy()
+
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    plain = segment_image(Ramp(), rgb)
+    tta = segment_image(Ramp(), rgb, tta=True)
+    x = np.arange(64, dtype=np.float32)
+    np.testing.assert_allclose(plain[0], x / 64)
+    np.testing.assert_allclose(tta[0], (x + x + (63 - x)) / (3 * 64), atol=1e-6)  # identity, h-flip, v-flip
+    report = tmp_path / "m.json"
+    result = invoke("evaluate", seg_model, synth, "--split", "all", "--tta", "--json", report)
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["tta"] is True

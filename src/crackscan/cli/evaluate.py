@@ -47,6 +47,9 @@ def evaluate(
     tolerance: float = typer.Option(
         2.0, "--tolerance", min=0.0, help="Segmentation: pixel tolerance (px) of the ODS/OIS F1."
     ),
+    tta: bool = typer.Option(
+        False, "--tta", help="Segmentation: average each image over horizontal and vertical flips (3x slower)."
+    ),
 ) -> None:
     """Evaluate a model on labelled images.
 
@@ -63,8 +66,10 @@ def evaluate(
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
     if predictor.task == "segment":
-        _evaluate_segment(predictor, data, split, split_file, mask_dir, tolerance, json_out, out_dir)
+        _evaluate_segment(predictor, data, split, split_file, mask_dir, tolerance, json_out, out_dir, tta)
         return
+    if tta:
+        raise _fail("--tta is for segmentation models", code=2)
     try:
         with progress_bar("evaluating", transient=True) as advance:
             ev = evaluate_model(
@@ -168,6 +173,7 @@ def _evaluate_segment(
     tolerance: float,
     json_out: Path | None,
     out_dir: Path | None,
+    tta: bool = False,
 ) -> None:
     from crackscan.data.layouts import LayoutError
     from crackscan.data.split import SplitError
@@ -182,7 +188,7 @@ def _evaluate_segment(
     try:
         selection = select_pairs(data, split, split_file, mask_dir=mask_dir)
         with progress_bar("evaluating", transient=True) as advance:
-            ev = evaluate_segmenter(predictor, selection, tolerance_px=tolerance, progress=advance)
+            ev = evaluate_segmenter(predictor, selection, tolerance_px=tolerance, progress=advance, tta=tta)
     except (LayoutError, SplitError, SegmentationEvaluationError, PreprocessUnavailable) as exc:
         raise _fail(str(exc)) from None
     payload = ev.to_dict()

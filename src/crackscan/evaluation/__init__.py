@@ -32,11 +32,13 @@ def evaluate_model(
     split_file: str | os.PathLike[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> Any:
     """Evaluate ``predictor`` on the labelled data set ``data``; the result type depends on the task.
 
     Classification returns a :class:`~crackscan.evaluation.classification.ClassificationEvaluation`.
-    Segmentation returns a :class:`~crackscan.evaluation.segmentation.SegmentationEvaluation`.
+    Segmentation returns a :class:`~crackscan.evaluation.segmentation.SegmentationEvaluation`;
+    ``tta`` (segmentation only) averages each image over horizontal and vertical flips.
     """
     task = predictor.metadata.task
     if task == "classify":
@@ -47,5 +49,5 @@ def evaluate_model(
     if task == "segment":
         from crackscan.evaluation.segmentation import evaluate_segmenter, select_pairs
 
-        return evaluate_segmenter(predictor, select_pairs(data, split, split_file), progress=progress)
+        return evaluate_segmenter(predictor, select_pairs(data, split, split_file), progress=progress, tta=tta)
     raise NotBuiltError(f"evaluation of {task!r} models is not supported")

@@ -166,21 +166,29 @@ def _pad_reflect(image: np.ndarray, multiple: int) -> np.ndarray:
     return cv2.copyMakeBorder(image, 0, ph, 0, pw, border)
 
 
-def _whole(predictor: OnnxPredictor, image: np.ndarray) -> np.ndarray:
-    """Probabilities of one (preprocessed) image run in one pass: H×W or C×H×W float32."""
+def _whole(predictor: OnnxPredictor, image: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Probabilities of one (preprocessed) image run in one pass: H×W or C×H×W float32.
+
+    ``tta``: the mean over the image and its horizontal and vertical flips (one batch of 3).
+    """
     h, w = image.shape[:2]
     padded = _pad_reflect(image, _size_multiple(predictor))
-    probs = np.asarray(predictor.probability_map(padded[None]), dtype=np.float32)[0]
+    if not tta:
+        probs = np.asarray(predictor.probability_map(padded[None]), dtype=np.float32)[0]
+        return probs[..., :h, :w]
+    views = np.stack([padded, padded[:, ::-1], padded[::-1, :]])
+    p = np.asarray(predictor.probability_map(views), dtype=np.float32)
+    probs = (p[0] + p[1][..., :, ::-1] + p[2][..., ::-1, :]) / np.float32(3.0)
     return probs[..., :h, :w]
 
 
-def _tiled(predictor: OnnxPredictor, image: np.ndarray, tile: int) -> np.ndarray:
+def _tiled(predictor: OnnxPredictor, image: np.ndarray, tile: int, tta: bool = False) -> np.ndarray:
     """Simple non-overlapping tiles, each reflect-padded to the size multiple (fallback tiler)."""
     h, w = image.shape[:2]
     out: np.ndarray | None = None
     for y in range(0, h, tile):
         for x in range(0, w, tile):
-            part = _whole(predictor, image[y : y + tile, x : x + tile])
+            part = _whole(predictor, image[y : y + tile, x : x + tile], tta)
             if out is None:
                 out = np.zeros((*part.shape[:-2], h, w), np.float32)
             out[..., y : y + part.shape[-2], x : x + part.shape[-1]] = part
@@ -188,7 +196,9 @@ def _tiled(predictor: OnnxPredictor, image: np.ndarray, tile: int) -> np.ndarray
     return out
 
 
-def segment_image(predictor: OnnxPredictor, image_rgb: np.ndarray, *, tile_above: int = TILE_ABOVE) -> np.ndarray:
+def segment_image(
+    predictor: OnnxPredictor, image_rgb: np.ndarray, *, tile_above: int = TILE_ABOVE, tta: bool = False
+) -> np.ndarray:
     """Per-pixel probabilities of an ``H×W×3`` uint8 photo at full resolution.
 
     Binary models give the crack probability ``H×W``; multi-class models the softmax
@@ -196,14 +206,15 @@ def segment_image(predictor: OnnxPredictor, image_rgb: np.ndarray, *, tile_above
     to the whole photo first; the photo is reflect-padded to ``extra["size_multiple"]``
     (default 32) and the result cropped back. Photos with a side over ``tile_above`` px
     are run in tiles: blended, overlapping ones from :mod:`crackscan.runtime.tiling`
-    when it is installed (binary models), else plain non-overlapping ones.
+    when it is installed (binary models), else plain non-overlapping ones. ``tta``
+    averages over horizontal and vertical flips (3× the work).
     """
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 RGB image, got shape {image.shape} and dtype {image.dtype}")
     if max(image.shape[:2]) <= tile_above:
         prep = preprocess_for(predictor)
-        return _whole(predictor, prep(image) if prep else image)
+        return _whole(predictor, prep(image) if prep else image, tta)
     if len(predictor.metadata.class_names) <= 2:
         try:
             tiling: Any = importlib.import_module("crackscan.runtime.tiling")
@@ -211,10 +222,10 @@ def segment_image(predictor: OnnxPredictor, image_rgb: np.ndarray, *, tile_above
             tiling = None
         if tiling is not None and hasattr(tiling, "predict_tiled"):
             # predict_tiled applies the model's preprocessing to the whole photo itself.
-            return np.asarray(tiling.predict_tiled(predictor, image), dtype=np.float32)
+            return np.asarray(tiling.predict_tiled(predictor, image, tta=tta), dtype=np.float32)
     prep = preprocess_for(predictor)
     multiple = _size_multiple(predictor)
-    return _tiled(predictor, prep(image) if prep else image, _round_up(FALLBACK_TILE, multiple))
+    return _tiled(predictor, prep(image) if prep else image, _round_up(FALLBACK_TILE, multiple), tta)
 
 
 def crack_probability(probs: np.ndarray, crack_class: int) -> np.ndarray:
@@ -300,6 +311,7 @@ class SegmentationEvaluation:
     class_names: list[str]
     crack_class: int
     tolerance_px: float
+    tta: bool = False
     pixels: PixelCounts = field(default_factory=PixelCounts)
     curve: ToleranceCurve = field(default_factory=ToleranceCurve)  # with tolerance: ODS/OIS
     exact_curve: ToleranceCurve = field(default_factory=lambda: ToleranceCurve(tolerance_px=0.0))
@@ -334,6 +346,7 @@ class SegmentationEvaluation:
             "skipped": len(self.skipped),
             "threshold": float(self.threshold),
             "tolerance_px": float(self.tolerance_px),
+            "tta": bool(self.tta),
             "class_names": list(self.class_names),
             "crack_class": int(self.crack_class),
             "iou": _finite(px.iou if self.n else math.nan),
@@ -433,6 +446,7 @@ def evaluate_segmenter(
     thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> SegmentationEvaluation:
     """Run ``predictor`` on every pair of ``selection`` and compute the segmentation metrics.
 
@@ -453,6 +467,7 @@ def evaluate_segmenter(
         class_names=list(meta.class_names),
         crack_class=int(meta.crack_class),
         tolerance_px=float(tolerance_px),
+        tta=tta,
         curve=ToleranceCurve(th.copy(), tolerance_px),
         exact_curve=ToleranceCurve(th.copy(), 0.0),
     )
@@ -468,7 +483,7 @@ def evaluate_segmenter(
         except ImageReadError as exc:
             ev.skipped.append(FileProblem(key, exc.reason if exc.source == str(sample.image) else str(exc)))
         else:
-            probs = segment_image(predictor, image)
+            probs = segment_image(predictor, image, tta=tta)
             crack = crack_probability(probs, meta.crack_class)
             truth = _truth_labels(mask.labels, mask.kind, meta.crack_class)
             if multiclass:
