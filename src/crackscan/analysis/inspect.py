@@ -43,8 +43,8 @@ from crackscan.analysis.output_folder import (
 from crackscan.analysis.severity import SEVERITY_NONE, SEVERITY_UNKNOWN, SeverityBands
 from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from crackscan.runtime.predictor import ModelLoadError, OnnxPredictor, load_predictor, resolve_model_path
-from crackscan.runtime.tiling import DEFAULT_BATCH_SIZE as TILE_BATCH_SIZE
 from crackscan.runtime.tiling import (
+    DEFAULT_BATCH_SIZE,  # segmentation tiles per model call (see runtime/tiling.py)
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
     PatchGrid,
@@ -64,7 +64,6 @@ INSPECT_JOIN_GAP_PX = 5
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "crack-seg"  # bundled segmenter used when no --model is given
-DEFAULT_BATCH_SIZE = TILE_BATCH_SIZE  # segmentation tiles per model call (see runtime/tiling.py)
 # Coarse-to-fine screening by default: full-size tiles only where a half-size pass reaches 0.05. On 15
 # canvases of real test cracks (DeepCrack, CRACK500, crackmix; benchmarks/coarse_gate.py) it lost no
 # crack pixel the full pass found, and it runs 25–75 % fewer full-size tiles on photos with few cracks.

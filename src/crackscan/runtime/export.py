@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +78,7 @@ def freeze_same_padding(
     """
     try:
         from timm.layers import Conv2dSame
+        from timm.layers.padding import get_same_padding
     except ImportError:  # no timm: nothing of this kind in the model
         return model, 0, 1
     if not any(isinstance(m, Conv2dSame) for m in model.modules()):
@@ -110,8 +110,7 @@ def freeze_same_padding(
         if size_multiple is not None and (size_multiple % (2 * factor) or eh % size_multiple or ew % size_multiple):
             continue
         (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-        pad_h = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
-        pad_w = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
+        pad_h, pad_w = get_same_padding(ih, kh, sh, dh), get_same_padding(iw, kw, sw, dw)
         parent_name, _, child = name.rpartition(".")
         parent = frozen.get_submodule(parent_name) if parent_name else frozen
         pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)  # timm's pad_same split
@@ -121,6 +120,38 @@ def freeze_same_padding(
 
 
 _FOLDABLE = {"Constant", "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze", "Squeeze"}
+
+
+def _consumers(graph: Any) -> dict[str, list[Any]]:
+    """Tensor name → the nodes that read it."""
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return users
+
+
+def _move_pad_into_conv(pad: Any, conv: Any, pads: list[int]) -> None:
+    """Give ``conv`` the ONNX ``pads`` ``[top, left, bottom, right]`` and feed it what ``pad`` read."""
+    from onnx import helper
+
+    for attr in list(conv.attribute):
+        if attr.name == "pads":
+            conv.attribute.remove(attr)
+    conv.attribute.append(helper.make_attribute("pads", pads))
+    conv.input[0] = pad.input[0]
+
+
+def _drop_unused_nodes(graph: Any) -> None:
+    """Remove nodes whose outputs nothing reads (e.g. the amount chains of removed Pads), until none is left."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
 
 
 def fuse_pads_into_convs(proto: Any) -> int:
@@ -142,10 +173,7 @@ def fuse_pads_into_convs(proto: Any) -> int:
             feeds = {i: values[i] for i in node.input if i}
             for name, value in zip(node.output, ReferenceEvaluator(node).run(None, feeds), strict=True):
                 values[name] = np.asarray(value)
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     outputs = {o.name for o in graph.output}
     fused = []
     for pad in graph.node:
@@ -170,24 +198,12 @@ def fuse_pads_into_convs(proto: Any) -> int:
         if conv_attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             continue
         old = [int(v) for v in conv_attrs.get("pads", [0, 0, 0, 0])]
-        top, left, bottom, right = (int(v) for v in amounts[[2, 3, 6, 7]])
-        new_pads = [old[0] + top, old[1] + left, old[2] + bottom, old[3] + right]
-        for attr in list(conv.attribute):
-            if attr.name == "pads":
-                conv.attribute.remove(attr)
-        conv.attribute.append(helper.make_attribute("pads", new_pads))
-        conv.input[0] = pad.input[0]
+        added = [int(v) for v in amounts[[2, 3, 6, 7]]]  # top, left, bottom, right
+        _move_pad_into_conv(pad, conv, [o + a for o, a in zip(old, added, strict=True)])
         fused.append(pad)
     for pad in fused:
         graph.node.remove(pad)
-    # Drop what only the fused Pads used (their amount chains), until nothing changes.
-    while True:
-        used = {name for node in graph.node for name in node.input} | outputs
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for node in dead:
-            graph.node.remove(node)
+    _drop_unused_nodes(graph)
     return len(fused)
 
 
@@ -207,10 +223,7 @@ def fix_runtime_same_padding(proto: Any) -> int:
     graph = proto.graph
     constant = {i.name for i in graph.initializer}
     constant |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     fixed = []
     for pad in graph.node:
         if pad.op_type != "Pad" or len(pad.input) < 2 or pad.input[1] in constant:
@@ -229,23 +242,11 @@ def fix_runtime_same_padding(proto: Any) -> int:
             continue
         totals = [(k - 1) * d - 1 for k, d in zip(kernel, dilations, strict=True)]  # even input, stride 2
         begins = [t // 2 for t in totals]
-        pads = [*begins, *(t - b for t, b in zip(totals, begins, strict=True))]  # [top, left, bottom, right]
-        for attr in list(conv.attribute):
-            if attr.name == "pads":
-                conv.attribute.remove(attr)
-        conv.attribute.append(helper.make_attribute("pads", pads))
-        conv.input[0] = pad.input[0]
+        _move_pad_into_conv(pad, conv, [*begins, *(t - b for t, b in zip(totals, begins, strict=True))])
         fixed.append(pad)
     for pad in fixed:
         graph.node.remove(pad)
-    outputs = {o.name for o in graph.output}
-    while True:  # drop the shape arithmetic only the removed Pads used
-        used = {name for node in graph.node for name in node.input} | outputs
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for node in dead:
-            graph.node.remove(node)
+    _drop_unused_nodes(graph)  # the shape arithmetic only the removed Pads used
     return len(fixed)
 
 
