@@ -91,6 +91,23 @@ def test_export_matches_torch_and_keeps_metadata(exported: Path) -> None:
     np.testing.assert_allclose(onnx.logits(big), torch_pred.logits(big), atol=1e-4)
 
 
+def test_large_batches_run_in_slices_with_the_same_outputs(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crackscan.runtime import predictor as predictor_module
+
+    onnx = load_predictor(exported.with_name("model.onnx"))
+    images = _images(11)
+    whole = onnx.logits(images)
+    assert predictor_module.run_batch_size(TINY_SIZE, TINY_SIZE) >= 11  # one call at the default budget
+    calls: list[int] = []
+    run = onnx._run
+    monkeypatch.setattr(onnx, "_run", lambda batch: calls.append(len(batch)) or run(batch))
+    monkeypatch.setattr(predictor_module, "RUN_PIXELS", 4 * TINY_SIZE * TINY_SIZE)
+    sliced = onnx.logits(images)
+    assert calls == [4, 4, 3]
+    np.testing.assert_allclose(sliced, whole, atol=1e-5)
+    assert predictor_module.run_batch_size(10_000, 10_000) == 1  # never zero images per call
+
+
 def test_cli_int8_refused_then_accepted(exported: Path, tmp_path: Path) -> None:
     int8 = tmp_path / "m.int8.onnx"
     refused = runner.invoke(
