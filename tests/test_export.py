@@ -108,6 +108,18 @@ def test_large_batches_run_in_slices_with_the_same_outputs(exported: Path, monke
     assert predictor_module.run_batch_size(10_000, 10_000) == 1  # never zero images per call
 
 
+def test_spin_wait_off_lets_idle_threads_sleep(exported: Path) -> None:
+    from crackscan.runtime.predictor import session_options
+
+    assert session_options(1, spin_wait=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(Exception):  # default: the entry is not set and ONNX Runtime spins
+        session_options(1).get_session_config_entry("session.intra_op.allow_spinning")
+    quiet = load_predictor(exported.with_name("model.onnx"), spin_wait=False)
+    busy = load_predictor(exported.with_name("model.onnx"))
+    images = _images(3)
+    np.testing.assert_array_equal(quiet.logits(images), busy.logits(images))
+
+
 def test_cli_int8_refused_then_accepted(exported: Path, tmp_path: Path) -> None:
     int8 = tmp_path / "m.int8.onnx"
     refused = runner.invoke(

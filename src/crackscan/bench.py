@@ -136,7 +136,7 @@ def crackscan_path(model: str, files: list[Path], batch_size: int) -> dict[str, 
     """Throughput of a model file / bundled name / run folder with ONNX Runtime (the script's entry)."""
     from crackscan.evaluation import open_model
 
-    return classify_throughput(open_model(model), files, batch_size)
+    return classify_throughput(open_model(model, spin_wait=False), files, batch_size)
 
 
 def segment_throughput(predictor: Predictor, images: np.ndarray) -> dict[str, float]:
@@ -344,7 +344,9 @@ def run_bench(
         for key, name in (("fp32", "onnx_fp32"), ("int8", "onnx_int8")):
             path = models[key]
             if path is not None:
-                backends.append((name, lambda path=path: OnnxPredictor(path)))
+                # classification reads JPEG files beside inference: idle ORT threads must not spin
+                spin = task != "classify"
+                backends.append((name, lambda path=path, spin=spin: OnnxPredictor(path, spin_wait=spin)))
         for name, make in backends:
             say(f"measuring {name}")
             predictor = make()

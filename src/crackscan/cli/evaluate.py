@@ -62,7 +62,7 @@ def evaluate(
     from crackscan.evaluation.classification import EvaluationError
 
     try:
-        predictor = open_model(model)
+        predictor = open_model(model, spin_wait=False)  # files are decoded beside inference
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
     if predictor.task == "segment":

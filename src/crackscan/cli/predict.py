@@ -41,7 +41,7 @@ def predict(
     from crackscan.evaluation.predict import check_output_path, predict_images, write_predictions
 
     try:
-        predictor = open_model(model)
+        predictor = open_model(model, spin_wait=False)  # files are decoded beside inference
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
     if predictor.task == "segment":

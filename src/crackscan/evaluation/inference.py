@@ -25,8 +25,13 @@ class NotBuiltError(RuntimeError):
     """The request is valid but the feature is not built yet (the CLI exits 2)."""
 
 
-def open_model(model: str | os.PathLike[str], *, threads: int | None = None) -> OnnxPredictor:
+def open_model(
+    model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True
+) -> OnnxPredictor:
     """Open a model file, a bundled model name, or a training run folder holding ``model.onnx``.
+
+    ``spin_wait=False`` for pipelines that decode files beside inference (see
+    :func:`~crackscan.runtime.predictor.session_options`).
 
     Raises :class:`~crackscan.runtime.predictor.ModelLoadError` with a user-facing reason.
     """
@@ -35,8 +40,8 @@ def open_model(model: str | os.PathLike[str], *, threads: int | None = None) -> 
         candidate = path / "model.onnx"
         if not candidate.is_file():
             raise ModelLoadError(f"{path}: a folder without model.onnx; give the .onnx model file")
-        return load_predictor(candidate, threads=threads)
-    return load_predictor(model, threads=threads)
+        return load_predictor(candidate, threads=threads, spin_wait=spin_wait)
+    return load_predictor(model, threads=threads, spin_wait=spin_wait)
 
 
 def predict_labels(class_probs: np.ndarray, crack_class: int, threshold: float) -> np.ndarray:
