@@ -112,7 +112,7 @@ def test_spin_wait_off_lets_idle_threads_sleep(exported: Path) -> None:
     from crackscan.runtime.predictor import session_options
 
     assert session_options(1, spin_wait=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    with pytest.raises(Exception):  # default: the entry is not set and ONNX Runtime spins
+    with pytest.raises(RuntimeError):  # default: the entry is not set and ONNX Runtime spins
         session_options(1).get_session_config_entry("session.intra_op.allow_spinning")
     quiet = load_predictor(exported.with_name("model.onnx"), spin_wait=False)
     busy = load_predictor(exported.with_name("model.onnx"))

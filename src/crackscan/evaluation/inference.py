@@ -25,9 +25,7 @@ class NotBuiltError(RuntimeError):
     """The request is valid but the feature is not built yet (the CLI exits 2)."""
 
 
-def open_model(
-    model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True
-) -> OnnxPredictor:
+def open_model(model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True) -> OnnxPredictor:
     """Open a model file, a bundled model name, or a training run folder holding ``model.onnx``.
 
     ``spin_wait=False`` for pipelines that decode files beside inference (see

@@ -177,9 +177,7 @@ def _normalise(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
 class OnnxPredictor:
     """ONNX Runtime on the CPU, tuned for throughput; safe to share between threads."""
 
-    def __init__(
-        self, model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True
-    ) -> None:
+    def __init__(self, model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = resolve_model_path(model)
@@ -254,9 +252,7 @@ class OnnxPredictor:
         return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def load_predictor(
-    model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True
-) -> Predictor:
+def load_predictor(model: str | os.PathLike[str], *, threads: int | None = None, spin_wait: bool = True) -> Predictor:
     """Open a model with the backend its extension names.
 
     ``spin_wait``: ONNX Runtime only; see :func:`session_options`.
