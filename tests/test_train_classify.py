@@ -71,6 +71,10 @@ def test_resume_continues_from_last_checkpoint(tmp_path: Path) -> None:
     assert resumed.exit_code == 0, resumed.output
     epochs = {row.split(",")[0] for row in (out / "metrics.csv").read_text().splitlines()[1:]}
     assert len(epochs) >= 1
+    # last.ckpt is the newest epoch, not the best one (Lightning's save_last only follows improvements)
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2
+    assert len(list((out / "checkpoints").glob("best-*.ckpt"))) == 1
 
 
 @pytest.mark.parametrize("case", ["single_class", "empty_class", "no_images"])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,17 @@ def launched_as_rank_zero() -> bool:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
+
+
+def latest_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
+    """Writes ``ckpt_dir/last.ckpt`` after every epoch, the file ``--resume`` continues from.
+
+    Lightning's ``save_last=True`` only refreshes ``last.ckpt`` when the monitored metric
+    improves (Lightning 2.6): a run that stopped at epoch 8 after its best at epoch 2
+    would resume from epoch 2. This callback does not monitor anything, so it saves every
+    epoch, overwriting the one file.
+    """
+    return ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
 
 
 def loggers(run_dir: Path) -> list[Any]:

@@ -55,6 +55,7 @@ from crackscan.training.augment import segmentation_train_transform
 from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
 from crackscan.training.run import (
     TrainingDataError,
+    latest_checkpoint,
     launched_as_rank_zero,
     make_trainer,
     plot_curves,
@@ -710,12 +711,12 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         filename="best-{epoch:02d}-{val_iou:.4f}",
         monitor="val_iou",
         mode="max",
-        save_last=True,
         save_top_k=1,
     )
     throughput = Throughput()
     callbacks: list[Callback] = [
         checkpoint,
+        latest_checkpoint(ckpt_dir),
         EarlyStopping(monitor="val_iou", mode="max", patience=cfg.patience),
         LearningRateMonitor(logging_interval="epoch"),
         throughput,
