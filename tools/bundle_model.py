@@ -64,12 +64,22 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
     if extra.get("train_seconds"):
         lines += [f"Training time: {extra['train_seconds']:.0f} s on 2 CPU cores.", ""]
     if extra.get("metrics"):
-        lines += ["Validation metrics recorded at training time:", "", "```json",
-                  json.dumps(extra["metrics"], indent=2, default=str), "```", ""]
+        lines += [
+            "Validation metrics recorded at training time:",
+            "",
+            "```json",
+            json.dumps(extra["metrics"], indent=2, default=str),
+            "```",
+            "",
+        ]
     if evals:
         keys = CLASSIFY_KEYS if meta.task == "classify" else SEGMENT_KEYS
-        lines += ["## Evaluation (`crackscan evaluate … --json`)", "",
-                  "| data | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        lines += [
+            "## Evaluation (`crackscan evaluate … --json`)",
+            "",
+            "| data | " + " | ".join(keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+        ]
         for label, result in evals.items():
             lines.append(f"| {label} | " + " | ".join(_fmt(result.get(k, "")) for k in keys) + " |")
         lines.append("")
