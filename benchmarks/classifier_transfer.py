@@ -26,13 +26,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from coarse_gate import test_images  # the same held-out images as the other benchmarks
+from coarse_gate import DEFAULT_DATA, test_images  # the same held-out images as the other benchmarks
 
 from crackscan.imageio import read_image, read_mask
 from crackscan.runtime.predictor import load_predictor, resolve_model_path
 from crackscan.runtime.tiling import classify_patches
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def label_patches(truth: np.ndarray, boxes: np.ndarray, min_crack: float, margin: int) -> tuple[np.ndarray, np.ndarray]:

@@ -341,12 +341,11 @@ def run_bench(
 
             pt = models["torch"]
             backends.append(("torch_eager", lambda: TorchPredictor(pt)))
+        spin = task != "classify"  # classification reads JPEG files beside inference: idle ORT threads sleep
         for key, name in (("fp32", "onnx_fp32"), ("int8", "onnx_int8")):
             path = models[key]
             if path is not None:
-                # classification reads JPEG files beside inference: idle ORT threads must not spin
-                spin = task != "classify"
-                backends.append((name, lambda path=path, spin=spin: OnnxPredictor(path, spin_wait=spin)))
+                backends.append((name, lambda path=path: OnnxPredictor(path, spin_wait=spin)))
         for name, make in backends:
             say(f"measuring {name}")
             predictor = make()
