@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 pytest.importorskip("segmentation_models_pytorch")
+F = torch.nn.functional
 
 from crackscan.cli import app  # noqa: E402
 from crackscan.data.synth import generate_dataset  # noqa: E402
@@ -120,6 +121,19 @@ def test_losses_are_finite_with_gradients(name: str, classes: int) -> None:
     value = loss(logits, target)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_lovasz_is_zero_for_confident_right_answers_and_grows_with_iou_error(classes: int) -> None:
+    target = torch.zeros(1, 32, 32, dtype=torch.long)
+    target[0, 10:14, :] = 1
+    right = F.one_hot(target, max(2, classes)).permute(0, 3, 1, 2).float() * 20 - 10
+    right = right[:, 1:] if classes == 1 else right
+    half_missed = right.clone()
+    half_missed[..., :16] = right[..., :16].roll(1, dims=1) if classes > 1 else -right[..., :16]  # left half wrong
+    loss = create_loss("lovasz", classes)
+    assert loss(right, target).item() < 1e-6
+    assert loss(half_missed, target).item() > 0.1
 
 
 def test_ms_ssim_is_one_for_identical_maps_and_works_on_small_crops() -> None:

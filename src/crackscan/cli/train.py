@@ -112,7 +112,8 @@ def segment(
     loss: str | None = typer.Option(
         None,
         "--loss",
-        help="bce | dice | focal | tversky | bce+dice | hybrid (default: hybrid for unet3plus, else bce+dice).",
+        help="bce | dice | focal | tversky | bce+dice | hybrid | lovasz | bce+lovasz "
+        "(default: hybrid for unet3plus, else bce+dice).",
     ),
     crop: int = typer.Option(256, "--crop", min=32, help="Training crop side in px (multiple of 32)."),
     classes: int = typer.Option(1, "--classes", min=1, help="1 = binary crack mask; N > 1 = index masks 0..N-1."),

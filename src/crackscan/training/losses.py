@@ -3,8 +3,10 @@
 All losses take logits ``N×C×H×W`` and targets ``N×H×W`` (int64 labels; for binary
 models ``C == 1`` and labels are 0/1). Binary: BCE with ``pos_weight`` (class
 imbalance), Dice, Focal, Tversky (α=0.3, β=0.7: missing crack pixels costs more than
-extra ones), BCE+Dice, and U-Net3+'s hybrid loss (focal + MS-SSIM + IoU). Multi-class:
-the same names with cross-entropy / multi-class smp losses.
+extra ones), BCE+Dice, U-Net3+'s hybrid loss (focal + MS-SSIM + IoU), and the Lovász
+hinge (Berman et al. 2018), a convex surrogate of the IoU itself, alone or beside BCE —
+the usual last stage when the metric is IoU at a fixed threshold. Multi-class: the same
+names with cross-entropy / multi-class smp losses.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("bce", "dice", "focal", "tversky", "bce+dice", "hybrid")
+LOSSES = ("bce", "dice", "focal", "tversky", "bce+dice", "hybrid", "lovasz", "bce+lovasz")
 # MS-SSIM weights of Wang et al. 2003 (five scales, fine to coarse).
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -179,6 +181,8 @@ def create_loss(name: str, classes: int = 1, *, pos_weight: float = 1.0) -> nn.M
                 MSSSIMLoss(multiclass=True),
                 smp.losses.JaccardLoss(mode, from_logits=True),
             ),
+            "lovasz": lambda: smp.losses.LovaszLoss(mode),
+            "bce+lovasz": lambda: SumOfLosses(CrossEntropy(), smp.losses.LovaszLoss(mode)),
         }
         return builders[name]()
     mode = smp.losses.BINARY_MODE
@@ -192,6 +196,11 @@ def create_loss(name: str, classes: int = 1, *, pos_weight: float = 1.0) -> nn.M
             _Binary(smp.losses.FocalLoss(mode)),
             MSSSIMLoss(multiclass=False),
             _Binary(smp.losses.JaccardLoss(mode, from_logits=True)),
+        ),
+        # per_image=False: the hinge over the whole batch, as the pooled IoU is measured.
+        "lovasz": lambda: _Binary(smp.losses.LovaszLoss(mode, per_image=False)),
+        "bce+lovasz": lambda: SumOfLosses(
+            WeightedBCE(pos_weight), _Binary(smp.losses.LovaszLoss(mode, per_image=False))
         ),
     }
     return builders[name]()
