@@ -244,6 +244,22 @@ def test_multiclass_index_masks(tmp_path: Path) -> None:
     assert probs.shape == (1, 3, 64, 96) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
 
+def test_several_sets_get_validation_figures_each_at_the_shared_threshold(synth_set: Path, tmp_path: Path) -> None:
+    cars = _index_mask_set(tmp_path / "cars", n=8, classes=2)
+    out = tmp_path / "run"
+    args = ["--no-pretrained", "--arch", "fpn", "--decoder-channels", "32", *ARGS]
+    result = runner.invoke(app, ["train", "segment", str(synth_set), str(cars), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "result.json").read_text())
+    by_source = saved["val_by_source"]
+    assert set(by_source) == {"data", "cars"}
+    assert sum(part["n_images"] for part in by_source.values()) == saved["metrics"]["val_n_images"]
+    for part in by_source.values():
+        assert 0.0 <= part["iou"] <= 1.0 and 0.0 <= part["ods_f1"] <= 1.0
+    assert load_predictor(out / "model.onnx").metadata.extra["val_by_source"] == by_source
+    assert "val cars (" in result.output and "val data (" in result.output
+
+
 @pytest.mark.parametrize("case", ["no_masks", "size_mismatch", "empty_folder", "single_class", "index_in_binary"])
 def test_bad_data_sets_get_clear_errors(tmp_path: Path, case: str) -> None:
     data = tmp_path / "data"

@@ -204,6 +204,11 @@ def segment(
     out.print(f"calibrated threshold: {result.threshold:.2f}")
     for k, v in result.metrics.items():
         out.print(f"  {k}: {v:.6g}")
+    for name, part in result.val_by_source.items():
+        out.print(
+            f"  val {name} ({part['n_images']:.0f} images, same threshold): IoU {part['iou']:.4f}, "
+            f"Dice {part['dice']:.4f}, ODS F1 {part['ods_f1']:.4f}"
+        )
     out.print(
         f"{result.parameters / 1e6:.2f} M parameters, model.onnx {result.onnx_bytes / 2**20:.1f} MiB; "
         f"training took {result.train_seconds:.0f} s; model: [bold]{result.model_file}[/]"

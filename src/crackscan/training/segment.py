@@ -137,6 +137,7 @@ class SegmentResult:
     train_seconds: float
     onnx_bytes: int
     parameters: int
+    val_by_source: dict[str, dict[str, float]] = field(default_factory=dict)  # with several DATA sets
 
 
 # ----------------------------------------------------------------------------- data sets
@@ -594,12 +595,14 @@ def _crack_class(names: list[str]) -> int:
 
 @torch.no_grad()
 def calibrate(
-    model: nn.Module, loader: DataLoader, *, classes: int, crack_class: int
+    model: nn.Module, loader: DataLoader, *, classes: int, crack_class: int, threshold: float | None = None
 ) -> tuple[float, dict[str, float]]:
     """The crack threshold in [0.05, 0.95] maximising pooled pixel F1 on ``loader``, and metrics.
 
     Metrics: pooled IoU/Dice/precision/recall at that threshold, ODS/OIS F1 with a 2-px
     tolerance, and the calibrated F1. Multi-class models keep 0.5 (their masks are argmax).
+    A given ``threshold`` is kept instead (scoring one part of the validation split at the
+    threshold calibrated on all of it).
     """
     model.eval()
     exact = ToleranceCurve(CALIBRATION_THRESHOLDS.copy(), 0.0)
@@ -618,7 +621,8 @@ def calibrate(
             maps.append((p[:h, :w], truth))
     if not maps:
         return 0.5, {}
-    threshold = float(exact.ods_threshold) if classes == 1 else 0.5
+    if threshold is None:
+        threshold = float(exact.ods_threshold) if classes == 1 else 0.5
     metrics: dict[str, float] = {"calibrated_f1": float(exact.ods_f1)}
     if confusion is not None:
         metrics.update(counts_summary(confusion, crack_class))
@@ -664,6 +668,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     preprocess = preprocess_spec(grayscale=cfg.grayscale, clahe=cfg.clahe, deglare=cfg.deglare)
     train = Decoded()
     val = Decoded()
+    val_parts: dict[str, Decoded] = {}  # per source, for the per-set validation figures
     for src in sources:
         for samples, into in ((src.train, train), (src.val, val)):
             part = decode_pairs(samples, classes=cfg.classes, preprocess=preprocess)
@@ -671,6 +676,8 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             into.masks += part.masks
             into.names += part.names
             into.skipped += part.skipped
+            if into is val and part.images:
+                val_parts[src.name] = part
     for p in train.skipped + val.skipped:
         log.warning("skipped %s: %s", p["path"], p["reason"])
     if not train.images or not val.images:
@@ -755,6 +762,18 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     metrics = {f"val_{k}": float(v) for k, v in val_metrics.items()}
     metrics["train_images_per_s"] = round(throughput.images_per_second, 2)
     log.info("calibrated threshold %.2f (val F1 %.3f)", threshold, val_metrics.get("calibrated_f1", math.nan))
+    # Pooled validation favours the set with the most crack pixels; with several sets, say
+    # how each one fares at the shared threshold (annotation styles differ between sets).
+    by_source: dict[str, dict[str, float]] = {}
+    if len(val_parts) > 1:
+        for name, part in val_parts.items():
+            part_ds = WholeImageDataset(part, norm.mean, norm.std, max_side=cfg.val_max_side)
+            part_dl = DataLoader(part_ds, batch_sampler=SameShapeBatches(part_ds, max(1, cfg.batch_size // 2)))
+            _, part_metrics = calibrate(
+                model, part_dl, classes=cfg.classes, crack_class=crack_class, threshold=threshold
+            )
+            by_source[name] = {k: round(float(v), 4) for k, v in part_metrics.items()}
+            log.info("val %s: IoU %.3f, ODS F1 %.3f", name, part_metrics["iou"], part_metrics["ods_f1"])
 
     data_summary = {
         "sources": [
@@ -792,6 +811,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             "decoder_norm": cfg.decoder_norm,
             "training_data": data_summary,
             "metrics": metrics,
+            "val_by_source": by_source,
             "command": cfg.command,
             "weights": weights_message,
             "train_seconds": round(train_seconds, 1),
@@ -817,6 +837,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         json.dumps(
             {
                 "metrics": metrics,
+                "val_by_source": by_source,
                 "threshold": threshold,
                 "weights": weights_message,
                 "class_names": class_names,
@@ -830,8 +851,9 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         + "\n"
     )
     return SegmentResult(
-        run_dir, model_file, weights_message, metrics, threshold, class_names, train_seconds, onnx_bytes, parameters
-    )
+        run_dir, model_file, weights_message, metrics, threshold, class_names, train_seconds, onnx_bytes, parameters,
+        by_source,
+    )  # fmt: skip
 
 
 __all__ = [
