@@ -72,6 +72,13 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
             "```",
             "",
         ]
+    if extra.get("val_by_source"):
+        lines += ["Validation per data set, at the stored threshold:", "", "| set | images | IoU | Dice | ODS F1 |"]
+        lines += ["|---|---|---|---|---|"]
+        for name, part in extra["val_by_source"].items():
+            figures = " | ".join(f"{part[k]:.3f}" for k in ("iou", "dice", "ods_f1"))
+            lines.append(f"| {name} | {part['n_images']:.0f} | {figures} |")
+        lines.append("")
     if evals:
         keys = CLASSIFY_KEYS if meta.task == "classify" else SEGMENT_KEYS
         lines += [
