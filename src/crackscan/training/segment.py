@@ -425,6 +425,11 @@ class SameShapeBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
+def whole_image_loader(dataset: WholeImageDataset, train_batch_size: int) -> DataLoader:
+    """Validation loader: whole images, half the training batch (they are larger than crops)."""
+    return DataLoader(dataset, batch_sampler=SameShapeBatches(dataset, max(1, train_batch_size // 2)), num_workers=0)
+
+
 # ----------------------------------------------------------------------------- model
 def crack_probabilities(logits: torch.Tensor, crack_class: int = 1) -> torch.Tensor:
     """N×H×W crack probability from N×C×H×W logits (sigmoid for C = 1, softmax otherwise)."""
@@ -701,7 +706,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     train_dl = DataLoader(
         train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator, num_workers=cfg.workers
     )
-    val_dl = DataLoader(val_ds, batch_sampler=SameShapeBatches(val_ds, max(1, cfg.batch_size // 2)), num_workers=0)
+    val_dl = whole_image_loader(val_ds, cfg.batch_size)
 
     module = SegmenterModule(
         model,
@@ -757,8 +762,9 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     module.load_state_dict(state)
     model = module.model.cpu().eval()
 
-    calib_dl = DataLoader(val_ds, batch_sampler=SameShapeBatches(val_ds, max(1, cfg.batch_size // 2)))
-    threshold, val_metrics = calibrate(model, calib_dl, classes=cfg.classes, crack_class=crack_class)
+    threshold, val_metrics = calibrate(
+        model, whole_image_loader(val_ds, cfg.batch_size), classes=cfg.classes, crack_class=crack_class
+    )
     metrics = {f"val_{k}": float(v) for k, v in val_metrics.items()}
     metrics["train_images_per_s"] = round(throughput.images_per_second, 2)
     log.info("calibrated threshold %.2f (val F1 %.3f)", threshold, val_metrics.get("calibrated_f1", math.nan))
@@ -767,8 +773,9 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     by_source: dict[str, dict[str, float]] = {}
     if len(val_parts) > 1:
         for name, part in val_parts.items():
-            part_ds = WholeImageDataset(part, norm.mean, norm.std, max_side=cfg.val_max_side)
-            part_dl = DataLoader(part_ds, batch_sampler=SameShapeBatches(part_ds, max(1, cfg.batch_size // 2)))
+            part_dl = whole_image_loader(
+                WholeImageDataset(part, norm.mean, norm.std, max_side=cfg.val_max_side), cfg.batch_size
+            )
             _, part_metrics = calibrate(
                 model, part_dl, classes=cfg.classes, crack_class=crack_class, threshold=threshold
             )
