@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -258,6 +259,35 @@ def test_several_sets_get_validation_figures_each_at_the_shared_threshold(synth_
         assert 0.0 <= part["iou"] <= 1.0 and 0.0 <= part["ods_f1"] <= 1.0
     assert load_predictor(out / "model.onnx").metadata.extra["val_by_source"] == by_source
     assert "val cars (" in result.output and "val data (" in result.output
+
+
+def test_select_on_mean_of_sets_logs_each_set_every_epoch(synth_set: Path, tmp_path: Path) -> None:
+    cars = _index_mask_set(tmp_path / "cars", n=8, classes=2)
+    out = tmp_path / "run"
+    args = ["--no-pretrained", "--arch", "fpn", "--decoder-channels", "32", *ARGS, "--epochs", "2"]
+    result = runner.invoke(
+        app, ["train", "segment", str(synth_set), str(cars), "--out", str(out), "--select-on", "mean-of-sets", *args]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r.get("val_iou_sets")]
+    assert len(rows) == 2  # one validation per epoch
+    for row in rows:
+        parts = float(row["val_iou_data"]), float(row["val_iou_cars"])
+        assert float(row["val_iou_sets"]) == pytest.approx(sum(parts) / 2, abs=1e-6)
+    (best,) = (out / "checkpoints").glob("best-*.ckpt")
+    assert "val_iou_sets=" in best.name
+    assert json.loads((out / "config.json").read_text())["select_on"] == "mean-of-sets"
+
+
+@pytest.mark.parametrize(("value", "message"), [("mean-of-sets", "two or more data sets"), ("median", "pooled")])
+def test_select_on_needs_several_sets_and_a_known_name(
+    synth_set: Path, tmp_path: Path, value: str, message: str
+) -> None:
+    args = ["--no-pretrained", "--arch", "fpn", "--decoder-channels", "32", *ARGS]
+    result = runner.invoke(
+        app, ["train", "segment", str(synth_set), "--out", str(tmp_path / "run"), "--select-on", value, *args]
+    )
+    assert result.exit_code == 1 and message in result.output, result.output
 
 
 @pytest.mark.parametrize("case", ["no_masks", "size_mismatch", "empty_folder", "single_class", "index_in_binary"])

@@ -121,6 +121,11 @@ def segment(
     scheduler: str = typer.Option(
         "cosine-warm-restarts", "--scheduler", help="cosine-warm-restarts | plateau | onecycle."
     ),
+    select_on: str = typer.Option(
+        "pooled",
+        "--select-on",
+        help="Best epoch by val crack IoU: pooled over all pixels, or mean-of-sets (each data set weighs the same).",
+    ),
     grayscale: bool = typer.Option(False, "--grayscale", help="Train (and infer) on grey images."),
     clahe: bool = typer.Option(False, "--clahe", help="CLAHE on lightness before the model."),
     deglare: bool = typer.Option(False, "--deglare", help="Inpaint specular glare before the model."),
@@ -172,6 +177,7 @@ def segment(
         classes=classes,
         class_names=names,
         scheduler=scheduler,
+        select_on=select_on,
         grayscale=grayscale,
         clahe=clahe,
         deglare=deglare,

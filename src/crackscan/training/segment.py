@@ -16,10 +16,11 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -66,6 +67,10 @@ log = logging.getLogger(__name__)
 CURVES = (("loss", ("train_loss", "val_loss")), ("crack IoU / Dice (val)", ("val_iou", "val_dice")))
 
 SCHEDULERS = ("cosine-warm-restarts", "plateau", "onecycle")
+# What picks the best epoch (checkpoint, early stopping, plateau): crack IoU pooled over all
+# validation pixels, or the mean of each data set's crack IoU (every set weighs the same,
+# however many crack pixels its images hold).
+SELECT_ON = {"pooled": "val_iou", "mean-of-sets": "val_iou_sets"}
 CALIBRATION_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 # Licences of the public sets in ../shared/data (docs/data.md), used when a set has no licence file.
 KNOWN_LICENCES = {
@@ -90,6 +95,7 @@ class SegmentConfig:
     classes: int = 1
     class_names: list[str] | None = None
     scheduler: str = "cosine-warm-restarts"
+    select_on: str = "pooled"
     grayscale: bool = False
     clahe: bool = False
     deglare: bool = False
@@ -379,14 +385,20 @@ class CropDataset(Dataset):
 class WholeImageDataset(Dataset):
     """Validation images padded to a multiple of 32 (centre-cropped beyond ``max_side``).
 
-    Items are ``(x, labels, (h, w))``: metrics use only the top-left ``h×w`` (the padding
-    is reflection, not truth).
+    Items are ``(x, labels, (h, w), source)``: metrics use only the top-left ``h×w`` (the
+    padding is reflection, not truth); ``source`` is the image's data-set index from
+    ``sources`` (0 when not given), for per-set validation figures.
     """
 
-    def __init__(self, decoded: Decoded, mean: Any, std: Any, *, max_side: int = 1024) -> None:
+    def __init__(
+        self, decoded: Decoded, mean: Any, std: Any, *, max_side: int = 1024, sources: Sequence[int] | None = None
+    ) -> None:
         self.mean = np.asarray(mean, np.float32) * 255.0
         self.std = np.asarray(std, np.float32) * 255.0
         self.items: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]] = []
+        self.sources = list(sources) if sources is not None else [0] * len(decoded.images)
+        if len(self.sources) != len(decoded.images):
+            raise ValueError(f"{len(self.sources)} source indices for {len(decoded.images)} images")
         limit = max(SIZE_MULTIPLE, max_side - max_side % SIZE_MULTIPLE)
         for image, mask in zip(decoded.images, decoded.masks, strict=True):
             h, w = mask.shape
@@ -404,18 +416,19 @@ class WholeImageDataset(Dataset):
     def shape_of(self, i: int) -> tuple[int, int]:
         return self.items[i][0].shape[:2]  # type: ignore[return-value]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         image, mask, hw = self.items[i]
-        return _normalise(image, self.mean, self.std), torch.from_numpy(mask.astype(np.int64)), torch.tensor(hw)
+        x = _normalise(image, self.mean, self.std)
+        return x, torch.from_numpy(mask.astype(np.int64)), torch.tensor(hw), self.sources[i]
 
 
 class SameShapeBatches(Sampler[list[int]]):
-    """Batches of images with equal padded shape (whole-image validation of mixed sizes)."""
+    """Batches of images with equal padded shape and data set (whole-image validation of mixed sizes)."""
 
     def __init__(self, dataset: WholeImageDataset, batch_size: int) -> None:
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[tuple[tuple[int, int], int], list[int]] = {}
         for i in range(len(dataset)):
-            groups.setdefault(dataset.shape_of(i), []).append(i)
+            groups.setdefault((dataset.shape_of(i), dataset.sources[i]), []).append(i)
         self.batches = [idx[k : k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -452,6 +465,8 @@ class SegmenterModule(L.LightningModule):
         scheduler: str,
         epochs: int,
         steps_per_epoch: int,
+        source_names: Sequence[str] = (),
+        monitor: str = "val_iou",
     ) -> None:
         super().__init__()
         self.model = model
@@ -463,7 +478,11 @@ class SegmenterModule(L.LightningModule):
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.images_seen = 0
+        # Per-set figures only mean something with two or more sets.
+        self.source_names = list(source_names) if len(source_names) > 1 else []
+        self.monitor = monitor
         self._counts: PixelCounts | ConfusionMatrix = PixelCounts()
+        self._by_source: dict[int, PixelCounts | ConfusionMatrix] = {}
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.model(x)
@@ -475,24 +494,41 @@ class SegmenterModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
+    def _new_counts(self) -> PixelCounts | ConfusionMatrix:
+        return PixelCounts() if self.classes == 1 else ConfusionMatrix(self.classes)
+
     def on_validation_epoch_start(self) -> None:
-        self._counts = PixelCounts() if self.classes == 1 else ConfusionMatrix(self.classes)
+        self._counts = self._new_counts()
+        self._by_source = {i: self._new_counts() for i in range(len(self.source_names))}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, hw = batch
+        x, y, hw, *rest = batch
         logits = self.model(x)
         self.log("val_loss", self.loss(logits, y), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         update_counts(self._counts, logits, y, hw, self.crack_class, threshold=0.5)
+        if self.source_names and rest:
+            sources = torch.as_tensor(rest[0])
+            for index in sources.unique().tolist():
+                pick = sources == index
+                update_counts(self._by_source[index], logits[pick], y[pick], hw[pick], self.crack_class, threshold=0.5)
 
     def on_validation_epoch_end(self) -> None:
         for name, value in counts_summary(self._counts, self.crack_class).items():
             self.log(f"val_{name}", value, prog_bar=name == "iou", sync_dist=True)
+        if not self.source_names:
+            return
+        ious = []
+        for index, name in enumerate(self.source_names):
+            iou = counts_summary(self._by_source[index], self.crack_class)["iou"]
+            self.log(f"val_iou_{metric_slug(name)}", iou, sync_dist=True)
+            ious.append(iou)
+        self.log("val_iou_sets", float(np.mean(ious)), prog_bar=self.monitor == "val_iou_sets", sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=1e-4)
         if self.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": "val_iou"}}
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": self.monitor}}
         if self.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=self.lr, total_steps=max(2, self.epochs * self.steps_per_epoch), pct_start=0.2
@@ -504,6 +540,11 @@ class SegmenterModule(L.LightningModule):
             optimizer, T_0=max(1, min(10, self.epochs)), T_mult=2, eta_min=self.lr * 0.01
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def metric_slug(name: str) -> str:
+    """A data-set name as a metric-name part: ``crack500`` stays, ``my set`` becomes ``my_set``."""
+    return re.sub(r"\W+", "_", name).strip("_") or "set"
 
 
 @torch.no_grad()
@@ -614,7 +655,7 @@ def calibrate(
     tolerant = ToleranceCurve()
     maps: list[tuple[np.ndarray, np.ndarray]] = []
     confusion = ConfusionMatrix(classes) if classes > 1 else None
-    for x, y, hw in loader:
+    for x, y, hw, *_ in loader:
         logits = model(x)
         probs = crack_probabilities(logits.float(), crack_class).numpy()
         if confusion is not None:
@@ -646,6 +687,8 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     """Train, calibrate and export a segmenter; everything lands in ``cfg.out``."""
     if cfg.scheduler not in SCHEDULERS:
         raise TrainingDataError(f"unknown scheduler {cfg.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if cfg.select_on not in SELECT_ON:
+        raise TrainingDataError(f"unknown --select-on {cfg.select_on!r}; choose one of {', '.join(SELECT_ON)}")
     if cfg.crop % SIZE_MULTIPLE:
         raise TrainingDataError(f"--crop must be a multiple of {SIZE_MULTIPLE} px, got {cfg.crop}")
     if cfg.classes < 1:
@@ -674,6 +717,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     train = Decoded()
     val = Decoded()
     val_parts: dict[str, Decoded] = {}  # per source, for the per-set validation figures
+    val_sources: list[int] = []  # per validation image, its index in val_parts
     for src in sources:
         for samples, into in ((src.train, train), (src.val, val)):
             part = decode_pairs(samples, classes=cfg.classes, preprocess=preprocess)
@@ -682,12 +726,16 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             into.names += part.names
             into.skipped += part.skipped
             if into is val and part.images:
+                val_sources += [len(val_parts)] * len(part.images)
                 val_parts[src.name] = part
     for p in train.skipped + val.skipped:
         log.warning("skipped %s: %s", p["path"], p["reason"])
     if not train.images or not val.images:
         raise TrainingDataError("no readable training or validation pairs left after skipping unreadable files")
     _check_labels(train, cfg.classes)
+    if cfg.select_on == "mean-of-sets" and len(val_parts) < 2:
+        raise TrainingDataError("--select-on mean-of-sets needs validation images from two or more data sets")
+    monitor = SELECT_ON[cfg.select_on]
 
     norm = normalisation_for(timm_name(cfg.encoder))
     weights_message = load_encoder_pretrained(model, cfg.encoder, cfg.weights, cfg.pretrained)
@@ -701,7 +749,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     train_ds = CropDataset(
         train, cfg.crop, transform, norm.mean, norm.std, crack_bias=cfg.crack_bias, length=length, seed=cfg.seed
     )
-    val_ds = WholeImageDataset(val, norm.mean, norm.std, max_side=cfg.val_max_side)
+    val_ds = WholeImageDataset(val, norm.mean, norm.std, max_side=cfg.val_max_side, sources=val_sources)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(
         train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator, num_workers=cfg.workers
@@ -717,11 +765,13 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         scheduler=cfg.scheduler,
         epochs=cfg.epochs,
         steps_per_epoch=len(train_dl),
+        source_names=list(val_parts),
+        monitor=monitor,
     )
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
-        filename="best-{epoch:02d}-{val_iou:.4f}",
-        monitor="val_iou",
+        filename=f"best-{{epoch:02d}}-{{{monitor}:.4f}}",
+        monitor=monitor,
         mode="max",
         save_top_k=1,
     )
@@ -729,7 +779,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     callbacks: list[Callback] = [
         checkpoint,
         latest_checkpoint(ckpt_dir),
-        EarlyStopping(monitor="val_iou", mode="max", patience=cfg.patience),
+        EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience),
         LearningRateMonitor(logging_interval="epoch"),
         throughput,
     ]
@@ -835,7 +885,11 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     if csv_path.is_file():
         shutil.copyfile(csv_path, run_dir / "metrics.csv")
         try:
-            plot_curves(csv_path, run_dir / "curves.png", CURVES, "segmentation training")
+            panels = CURVES
+            if len(val_parts) > 1:
+                per_set = (*(f"val_iou_{metric_slug(name)}" for name in val_parts), "val_iou_sets")
+                panels = (*CURVES, ("crack IoU per set (val, 0.5)", per_set))
+            plot_curves(csv_path, run_dir / "curves.png", panels, "segmentation training")
         except ImportError:
             log.warning("matplotlib missing: no curves.png")
     parameters = count_parameters(model)
@@ -865,6 +919,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
 
 __all__ = [
     "SCHEDULERS",
+    "SELECT_ON",
     "CropDataset",
     "SegmentConfig",
     "SegmentResult",
