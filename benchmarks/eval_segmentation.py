@@ -17,6 +17,7 @@ per-image CSV and plots to ``DIR/<set>/``.
 
     .venv/bin/python benchmarks/eval_segmentation.py --model runs/seg/model.onnx \\
         --crackmix-split runs/seg/split.json --json eval_seg.json
+    .venv/bin/python benchmarks/eval_segmentation.py --model crack-seg+crack-seg-unet --threshold 0.61  # an ensemble
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     ap.add_argument("--crackmix-split", type=Path, help="split file the model was trained with (its test split)")
     ap.add_argument("--tolerance", type=float, default=2.0, help="px tolerance of ODS/OIS (default 2)")
+    ap.add_argument(
+        "--threshold", type=float, help="score at this threshold instead of the stored one (say, calibrated on val)"
+    )
     ap.add_argument("--limit", type=int, help="evaluate only the first N images of each set (smoke runs)")
     ap.add_argument("--json", type=Path, help="write every set's metrics here")
     ap.add_argument("--out", type=Path, help="write per-image CSV and plots to OUT/<set>/")
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if predictor.task != "segment":
         print(f"{args.model} is a {predictor.task} model, not a segmentation model", file=sys.stderr)
         return 2
+    if args.threshold is not None:
+        predictor.metadata.threshold = args.threshold
     results: dict[str, Any] = {"model": str(predictor.path), "threshold": predictor.metadata.threshold}
     rows = []
     for name in args.sets:

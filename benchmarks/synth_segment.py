@@ -15,16 +15,18 @@ import argparse
 import numpy as np
 
 from crackscan.data.synth import synth_wall
-from crackscan.runtime.predictor import OnnxPredictor, resolve_model_path
+from crackscan.runtime.predictor import load_predictor
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, help="model file or bundled name (repeatable)")
+    parser.add_argument(
+        "--model", action="append", required=True, help="model file, bundled name or a+b ensemble (repeatable)"
+    )
     parser.add_argument("--walls", type=int, default=20)
     parser.add_argument("--size", type=int, default=512, help="px, a multiple of 32")
     args = parser.parse_args()
-    predictors = {name: OnnxPredictor(resolve_model_path(name)) for name in args.model}
+    predictors = {name: load_predictor(name) for name in args.model}
     ious: dict[str, list[float]] = {name: [] for name in predictors}
     for seed in range(args.walls):
         image, mask, _ = synth_wall(seed, args.size, args.size, n_cracks=1)

@@ -42,7 +42,7 @@ from crackscan.analysis.output_folder import (
 )
 from crackscan.analysis.severity import SEVERITY_NONE, SEVERITY_UNKNOWN, SeverityBands
 from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
-from crackscan.runtime.predictor import ModelLoadError, OnnxPredictor, load_predictor, resolve_model_path
+from crackscan.runtime.predictor import ModelLoadError, OnnxPredictor, Predictor, load_predictor, resolve_model_path
 from crackscan.runtime.tiling import (
     DEFAULT_BATCH_SIZE,  # segmentation tiles per model call (see runtime/tiling.py)
     DEFAULT_OVERLAP,
@@ -397,7 +397,7 @@ def default_model() -> Path:
         ) from None
 
 
-def open_inspection_model(model: str | os.PathLike[str] | OnnxPredictor | None) -> OnnxPredictor:
+def open_inspection_model(model: str | os.PathLike[str] | Predictor | None) -> Predictor:
     """A predictor from a model file, a bundled name, a training run folder, or ``None`` (default).
 
     Raises :class:`~crackscan.runtime.predictor.ModelLoadError` for unusable files and
@@ -406,7 +406,7 @@ def open_inspection_model(model: str | os.PathLike[str] | OnnxPredictor | None) 
     """
     if model is None:
         model = default_model()
-    if isinstance(model, OnnxPredictor):
+    if not isinstance(model, (str, os.PathLike)):  # an open predictor (ONNX Runtime, torch, an ensemble)
         predictor = model
     else:
         path = Path(model)

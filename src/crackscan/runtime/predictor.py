@@ -260,8 +260,14 @@ def load_predictor(model: str | os.PathLike[str], *, threads: int | None = None,
     ``.onnx`` files and bundled model names run on ONNX Runtime (:class:`OnnxPredictor`);
     ``.pt`` files written by training run on torch
     (:class:`crackscan.runtime.torch_backend.TorchPredictor`, needs the ``train`` extra).
-    Both satisfy :class:`Predictor`.
+    Both satisfy :class:`Predictor`. ``a+b`` (two or more of the above joined by ``+``) opens
+    :class:`crackscan.runtime.ensemble.EnsemblePredictor`, the mean of their probabilities.
     """
+    from crackscan.runtime.ensemble import EnsemblePredictor, is_ensemble_spec, split_spec
+
+    if is_ensemble_spec(model):
+        members = [load_predictor(part, threads=threads, spin_wait=spin_wait) for part in split_spec(str(model))]
+        return EnsemblePredictor(members, name=str(model))
     path = resolve_model_path(model)
     suffix = path.suffix.lower()
     if suffix == ".pt":

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from crackscan.runtime.ensemble import is_ensemble_spec, split_spec
 from crackscan.runtime.predictor import ModelLoadError, OnnxPredictor, load_predictor
 from crackscan.serve.errors import ApiError
 
@@ -77,10 +78,19 @@ class ModelRegistry:
         raise ApiError(503, "no_model", f"no {' or '.join(tasks)} model is loaded, so {endpoint} is unavailable")
 
 
-def _model_name(source: str, taken: set[str]) -> str:
+def _base_name(source: str) -> str:
     stem = Path(source).stem if source.lower().endswith(".onnx") else Path(source).name
     if stem == "model":  # a training run's model.onnx: the run folder says more
         stem = Path(source).resolve().parent.name or stem
+    return stem
+
+
+def _model_name(source: str, taken: set[str]) -> str:
+    if is_ensemble_spec(source):
+        # "+" reads as a space in a query string: crack-seg+crack-seg-unet is served as crack-seg-plus-crack-seg-unet
+        stem = "-plus-".join(_base_name(part) for part in split_spec(source))
+    else:
+        stem = _base_name(source)
     name, k = stem, 1
     while name in taken:
         k += 1
