@@ -84,6 +84,10 @@ def test_evaluate_and_inspect_take_an_ensemble(two_segmenters: tuple[Path, Path]
     assert out.exit_code == 0, out.output
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["n"] == 3 and report["threshold"] == pytest.approx(0.5) and report["iou"] > 0.9
+    json_t = str(tmp_path / "t.json")
+    args = ["evaluate", f"{a}+{b}", str(data), "--split", "all", "--threshold", "0.7", "--json", json_t]
+    assert runner.invoke(app, args).exit_code == 0
+    assert json.loads((tmp_path / "t.json").read_text())["threshold"] == pytest.approx(0.7)
     out = runner.invoke(
         app, ["inspect", str(data / "images" / "0.png"), "--model", f"{a}+{b}", "--out", str(tmp_path / "i")]
     )

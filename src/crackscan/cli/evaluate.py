@@ -50,6 +50,14 @@ def evaluate(
     tta: bool = typer.Option(
         False, "--tta", help="Segmentation: average each image over horizontal and vertical flips (3x slower)."
     ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Crack probability threshold (default: the model's own, calibrated on validation in training; "
+        "an ensemble's is its members' mean).",
+    ),
 ) -> None:
     """Evaluate a model on labelled images.
 
@@ -65,6 +73,8 @@ def evaluate(
         predictor = open_model(model, spin_wait=False)  # files are decoded beside inference
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
+    if threshold is not None:
+        predictor.metadata.threshold = threshold  # this process's copy; the model file is not touched
     if predictor.task == "segment":
         _evaluate_segment(predictor, data, split, split_file, mask_dir, tolerance, json_out, out_dir, tta)
         return
