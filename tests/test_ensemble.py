@@ -104,3 +104,16 @@ def test_service_names_an_ensemble_without_a_plus(two_segmenters: tuple[Path, Pa
     chosen = registry.for_task(("segment",), "a-plus-b", "/v1/segment")
     assert isinstance(chosen.predictor, EnsemblePredictor)
     assert registry.for_task(("segment",), "a", "/v1/segment").predictor.path == a
+
+
+def test_serve_cli_checks_each_member(two_segmenters: tuple[Path, Path], tmp_path: Path) -> None:
+    import typer
+
+    from crackscan.cli.serve import _model_sources
+
+    a, b = two_segmenters
+    assert _model_sources([f"{a}+{b}"]) == [f"{a.resolve()}+{b.resolve()}"]
+    first, second = _model_sources(["crack-seg+crack-seg-unet"])[0].split("+")
+    assert Path(first).name == "crack-seg.onnx" and Path(second).name == "crack-seg-unet.onnx"
+    with pytest.raises(typer.Exit):
+        _model_sources([f"{a}+{tmp_path / 'missing.onnx'}"])

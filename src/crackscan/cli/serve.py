@@ -28,14 +28,21 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _model_sources(models: list[str] | None) -> list[str]:
     """The --model values checked to exist, or the bundled defaults that are installed."""
+    from crackscan.runtime.ensemble import SEPARATOR, is_ensemble_spec, split_spec
     from crackscan.runtime.predictor import ModelLoadError, resolve_model_path
+
+    def resolve(m: str) -> str:
+        path = os.path.join(m, "model.onnx") if os.path.isdir(m) else m
+        return str(resolve_model_path(path))
 
     if models:
         sources = []
         for m in models:
-            path = os.path.join(m, "model.onnx") if os.path.isdir(m) else m
             try:
-                sources.append(str(resolve_model_path(path)))
+                if is_ensemble_spec(m):  # each member checked; served as one model
+                    sources.append(SEPARATOR.join(resolve(part) for part in split_spec(m)))
+                else:
+                    sources.append(resolve(m))
             except ModelLoadError as exc:
                 raise _fail(str(exc)) from None
         return sources
