@@ -40,7 +40,7 @@ def test_bundled_crack_segmenters_outline_synthetic_cracks(name: str) -> None:
         pred = prob >= predictor.metadata.threshold
         ious.append((pred & mask).sum() / (pred | mask).sum())
         background.append(float(np.mean(prob[~mask])))
-    # The median, not each wall: crack-seg-unet misses most of a wide low-contrast crack on
-    # seed 1 (IoU 0.24; benchmarks/synth_segment.py has 20 walls). Medians measured: 0.83 / 0.86.
+    # The median, not each wall: an earlier crack-seg-unet missed most of a wide low-contrast
+    # crack on seed 1 (IoU 0.24; benchmarks/synth_segment.py scores 20 walls).
     assert np.median(ious) >= 0.6, f"{name}: crack IoUs {np.round(ious, 2)} on synthetic walls"
     assert max(background) < 0.05

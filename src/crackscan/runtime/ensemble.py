@@ -7,9 +7,9 @@ normalises its own input, so their preprocessing constants may differ. The ensem
 threshold is the mean of the members' stored thresholds (none of them was calibrated for
 the mean, so that is a neutral choice, not a tuned one).
 
-Why: on the three crack test sets the FPN and the full-resolution U-Net make different
-errors (the U-Net misses some wide faint cracks the FPN finds); the mean of the two scores
-higher IoU on DeepCrack than either (docs/benchmarks.md), at the sum of their CPU time.
+Why: models of different designs make different errors; the mean of the FPN (crack-seg) and
+a 256-px-crop U-Net scored higher IoU on DeepCrack than either alone (docs/benchmarks.md,
+session 10), at the sum of their CPU time.
 """
 
 from __future__ import annotations
