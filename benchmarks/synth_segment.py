@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 
 from crackscan.data.synth import synth_wall
+from crackscan.metrics.segmentation import iou
 from crackscan.runtime.predictor import load_predictor
 
 
@@ -31,8 +32,8 @@ def main() -> None:
     for seed in range(args.walls):
         image, mask, _ = synth_wall(seed, args.size, args.size, n_cracks=1)
         for name, predictor in predictors.items():
-            pred = predictor.probability_map(image[None])[0] >= predictor.metadata.threshold
-            ious[name].append(float((pred & mask).sum() / max((pred | mask).sum(), 1)))
+            prob = predictor.probability_map(image[None])[0]
+            ious[name].append(iou(prob, mask, predictor.metadata.threshold))
     print(f"{args.walls} synthetic walls of {args.size}×{args.size} px, one crack each, seeds 0–{args.walls - 1}")
     print("| model | mean IoU | median | lowest | walls < 0.5 |")
     print("|---|---|---|---|---|")

@@ -50,7 +50,7 @@ from crackscan.metrics.segmentation import (
     PixelCounts,
     ToleranceCurve,
 )
-from crackscan.runtime.predictor import OnnxPredictor
+from crackscan.runtime.predictor import OnnxPredictor, size_multiple
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -146,10 +146,7 @@ def preprocess_for(predictor: OnnxPredictor) -> Callable[[np.ndarray], np.ndarra
 
 
 def _size_multiple(predictor: OnnxPredictor) -> int:
-    try:
-        return max(1, int(predictor.metadata.extra.get("size_multiple", 32) or 1))
-    except (TypeError, ValueError):
-        return 32
+    return size_multiple(predictor.metadata)
 
 
 def _round_up(value: int, multiple: int) -> int:

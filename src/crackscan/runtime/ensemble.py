@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crackscan.runtime.predictor import ModelLoadError, ModelMetadata, Predictor, Task
+from crackscan.runtime.predictor import ModelLoadError, Predictor, Task, size_multiple
 
 SEPARATOR = "+"
 
@@ -39,10 +39,6 @@ def split_spec(spec: str) -> list[str]:
             f"{spec!r}: an ensemble is two or more models joined by '+', e.g. crack-seg+crack-seg-unet"
         )
     return parts
-
-
-def _size_multiple(meta: ModelMetadata) -> int:
-    return max(1, int(meta.extra.get("size_multiple", 32) or 1))
 
 
 class EnsemblePredictor:
@@ -76,7 +72,7 @@ class EnsemblePredictor:
         meta.arch = SEPARATOR.join(m.metadata.arch for m in members)
         meta.extra = {
             **{k: v for k, v in first.extra.items() if k in ("tile_size", "preprocess", "mask_kind")},
-            "size_multiple": math.lcm(*(_size_multiple(m.metadata) for m in members)),
+            "size_multiple": math.lcm(*(size_multiple(m.metadata) for m in members)),
             "ensemble": [str(m.path) for m in members],
         }
         self.metadata = meta

@@ -68,6 +68,15 @@ class ModelMetadata:
         return cls(**{k: v for k, v in raw.items() if k in known}, extra=extra)
 
 
+def size_multiple(metadata: ModelMetadata) -> int:
+    """px: a segmenter's input sides must be multiples of this (``extra["size_multiple"]``, else 32)."""
+    try:
+        multiple = int(metadata.extra.get("size_multiple", 32) or 1)
+    except (TypeError, ValueError):
+        multiple = 32
+    return max(1, multiple)
+
+
 def resolve_model_path(model: str | os.PathLike[str]) -> Path:
     """A path to a model file, or the name of a bundled model (``crack-cls`` …)."""
     path = Path(model)
@@ -263,7 +272,7 @@ def load_predictor(model: str | os.PathLike[str], *, threads: int | None = None,
     Both satisfy :class:`Predictor`. ``a+b`` (two or more of the above joined by ``+``) opens
     :class:`crackscan.runtime.ensemble.EnsemblePredictor`, the mean of their probabilities.
     """
-    from crackscan.runtime.ensemble import EnsemblePredictor, is_ensemble_spec, split_spec
+    from crackscan.runtime.ensemble import EnsemblePredictor, is_ensemble_spec, split_spec  # it imports this module
 
     if is_ensemble_spec(model):
         members = [load_predictor(part, threads=threads, spin_wait=spin_wait) for part in split_spec(str(model))]

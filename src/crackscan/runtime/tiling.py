@@ -28,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from crackscan.runtime.predictor import size_multiple
 from crackscan.runtime.preprocess import resize_patch
 
 ProgressCallback = Callable[[int, int], None]
@@ -152,11 +153,7 @@ def _cut(image: np.ndarray, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
 
 
 def _size_multiple(predictor: Predictor) -> int:
-    try:
-        multiple = int(predictor.metadata.extra.get("size_multiple", 32) or 1)
-    except (TypeError, ValueError):
-        multiple = 32
-    return max(1, multiple)
+    return size_multiple(predictor.metadata)
 
 
 # --------------------------------------------------------------------------- preprocessing
