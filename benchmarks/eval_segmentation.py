@@ -18,6 +18,13 @@ per-image CSV and plots to ``DIR/<set>/``.
     .venv/bin/python benchmarks/eval_segmentation.py --model runs/seg/model.onnx \\
         --crackmix-split runs/seg/split.json --json eval_seg.json
     .venv/bin/python benchmarks/eval_segmentation.py --model crack-seg+crack-seg-unet --threshold 0.61  # an ensemble
+
+``--tta`` averages each image over its flips (as ``crackscan evaluate --tta``). That
+softens the edges of the probability map, so the threshold calibrated without it no
+longer fits: ``--calibrate-on-val SPLITS`` (the run's ``splits/`` folder, one
+``<set>.json`` per set) first scores the validation split of every set the same way and
+uses the threshold with the best pooled exact F1 over all of them — the rule training
+calibrates with — for the test figures. The test splits never choose the threshold.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crackscan.data.split import make_split, select_split
 from crackscan.evaluation import open_model
 from crackscan.evaluation.segmentation import (
@@ -37,6 +46,7 @@ from crackscan.evaluation.segmentation import (
     select_pairs,
     write_segmentation_outputs,
 )
+from crackscan.metrics.segmentation import DEFAULT_THRESHOLDS, CurveCounts
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = ("deepcrack", "crack500", "crackmix")
@@ -54,6 +64,29 @@ def selection_for(name: str, root: Path, crackmix_split: Path | None) -> PairSel
     return PairSelection(samples, "test split of make_split(seed=0)", index)
 
 
+def calibrate_on_val(predictor: Any, data: Path, sets: list[str], splits: Path, tta: bool) -> float:
+    """The threshold with the best exact F1 pooled over the validation splits of ``sets``."""
+    counts = np.zeros((3, len(DEFAULT_THRESHOLDS)), np.int64)  # tp_pred, n_pred, tp_true per threshold
+    n_true = 0
+    for name in sets:
+        split_file = splits / f"{name}.json"
+        if not (data / name).is_dir() or not split_file.is_file():
+            print(f"calibration: skipping {name} ({split_file} or {data / name} missing)", file=sys.stderr)
+            continue
+        ev = evaluate_segmenter(predictor, select_pairs(data / name, "val", split_file), tta=tta)
+        c = ev.exact_curve
+        counts += np.stack([c.tp_pred, c.n_pred, c.tp_true])
+        n_true += c.n_true
+        print(f"calibration: {name} val, {c.n} images, best exact F1 {c.ods_f1:.4f} at {c.ods_threshold:.2f}")
+    if n_true == 0:
+        raise SystemExit(f"--calibrate-on-val {splits}: no validation split with crack pixels found")
+    f1 = CurveCounts(counts[0], counts[1], counts[2], n_true).f1()
+    best = int(np.argmax(f1))
+    thresholds = DEFAULT_THRESHOLDS
+    print(f"calibration: pooled val exact F1 {f1[best]:.4f} at threshold {thresholds[best]:.2f}")
+    return float(thresholds[best])
+
+
 def fmt(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -68,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--threshold", type=float, help="score at this threshold instead of the stored one (say, calibrated on val)"
     )
+    ap.add_argument("--tta", action="store_true", help="average each image over its flips")
+    ap.add_argument(
+        "--calibrate-on-val",
+        type=Path,
+        metavar="SPLITS",
+        help="the run's splits folder: calibrate the threshold on its val splits first (same --tta)",
+    )
     ap.add_argument("--limit", type=int, help="evaluate only the first N images of each set (smoke runs)")
     ap.add_argument("--json", type=Path, help="write every set's metrics here")
     ap.add_argument("--out", type=Path, help="write per-image CSV and plots to OUT/<set>/")
@@ -77,9 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     if predictor.task != "segment":
         print(f"{args.model} is a {predictor.task} model, not a segmentation model", file=sys.stderr)
         return 2
+    if args.threshold is not None and args.calibrate_on_val is not None:
+        ap.error("--threshold and --calibrate-on-val exclude each other")
+    if args.calibrate_on_val is not None:
+        args.threshold = calibrate_on_val(predictor, args.data, args.sets, args.calibrate_on_val, args.tta)
     if args.threshold is not None:
         predictor.metadata.threshold = args.threshold
-    results: dict[str, Any] = {"model": str(predictor.path), "threshold": predictor.metadata.threshold}
+    results: dict[str, Any] = {
+        "model": str(predictor.path),
+        "threshold": predictor.metadata.threshold,
+        "tta": args.tta,
+        "threshold_source": "val splits of " + str(args.calibrate_on_val) if args.calibrate_on_val else "given/stored",
+    }
     rows = []
     for name in args.sets:
         root = args.data / name
@@ -90,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             selection.samples = selection.samples[: args.limit]
         started = time.perf_counter()
-        ev = evaluate_segmenter(predictor, selection, tolerance_px=args.tolerance)
+        ev = evaluate_segmenter(predictor, selection, tolerance_px=args.tolerance, tta=args.tta)
         seconds = time.perf_counter() - started
         r = ev.to_dict()
         r["seconds"] = seconds
@@ -115,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-    print(f"model {predictor.path} (threshold {predictor.metadata.threshold:g}, tolerance {args.tolerance:g} px)")
+    tta = ", flip TTA" if args.tta else ""
+    print(f"model {predictor.path} (threshold {predictor.metadata.threshold:g}, tolerance {args.tolerance:g} px{tta})")
     print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True)))
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))

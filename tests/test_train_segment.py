@@ -321,3 +321,61 @@ def test_bad_data_sets_get_clear_errors(tmp_path: Path, case: str) -> None:
     text = " ".join(result.output.split())  # rich wraps long messages
     assert "error" in text and expected in text
     assert "Traceback" not in text
+
+
+# ----------------------------------------------------------------------------- splits of fine-tunes
+
+
+def _sources(cfg_kwargs: dict, tmp_path: Path) -> list:
+    from crackscan.training.segment import SegmentConfig, resolve_sources
+
+    return resolve_sources(SegmentConfig(**cfg_kwargs), tmp_path / "new-run", write=False)
+
+
+def test_fine_tune_refuses_a_split_that_trains_on_the_weights_runs_test_images(synth_set: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from crackscan.data.split import make_split, write_split
+    from crackscan.training.segment import TrainingDataError
+
+    plan = make_split(synth_set, val=0.25, test=0.25, seed=1)
+    # the earlier run held out an image that a seed-1 split trains on
+    moved = plan.splits["train"][0]
+    earlier = dataclasses.replace(
+        plan,
+        splits={
+            "train": [k for k in plan.splits["train"] if k != moved] + plan.splits["test"],
+            "val": plan.splits["val"],
+            "test": [moved],
+        },
+    )
+    run = tmp_path / "earlier-run"
+    write_split(earlier, run / "splits" / "data.json")
+    args = {"data": [str(synth_set)], "val_fraction": 0.25, "test_fraction": 0.25, "seed": 1}
+    with pytest.raises(TrainingDataError, match=r"1 of its test images would train.*--split"):
+        _sources({**args, "weights": str(run / "model.pt")}, tmp_path)
+    with pytest.raises(TrainingDataError, match="test images would train"):  # a Lightning checkpoint's run too
+        _sources({**args, "weights": str(run / "checkpoints" / "last.ckpt")}, tmp_path)
+    # keeping the earlier run's split (its splits/ folder) is accepted and used as it is
+    (source,) = _sources({**args, "weights": str(run / "model.pt"), "split": str(run / "splits")}, tmp_path)
+    assert {s.image.relative_to(synth_set).as_posix() for s in source.train} == set(earlier.splits["train"])
+    # without --weights the seed-1 split is fine
+    assert _sources(args, tmp_path)
+
+
+def test_a_split_folder_gives_each_set_its_own_file_and_a_file_serves_one_set(synth_set: Path, tmp_path: Path) -> None:
+    from crackscan.data.split import make_split, write_split
+    from crackscan.training.segment import TrainingDataError
+
+    other = tmp_path / "other"
+    generate_dataset(other, task="segment", n=8, size=64, seed=3)
+    splits = tmp_path / "splits"
+    write_split(make_split(synth_set, val=0.25, test=0.25, seed=2), splits / "data.json")
+    write_split(make_split(other, val=0.25, test=0.25, seed=4), splits / "other.json")
+    sources = _sources({"data": [str(synth_set), str(other)], "split": str(splits)}, tmp_path)
+    assert [s.split_source for s in sources] == [f"split file {splits / n}" for n in ("data.json", "other.json")]
+    (splits / "other.json").unlink()
+    with pytest.raises(TrainingDataError, match=r"no other\.json"):
+        _sources({"data": [str(synth_set), str(other)], "split": str(splits)}, tmp_path)
+    with pytest.raises(TrainingDataError, match="single data set"):
+        _sources({"data": [str(synth_set), str(other)], "split": str(splits / "data.json")}, tmp_path)

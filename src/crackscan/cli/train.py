@@ -104,7 +104,9 @@ def segment(
     data: list[str] = typer.Argument(
         ..., help="Image/mask data sets (ROOT with images/ + masks/); ROOT/train names a set's train part."
     ),
-    split: Path | None = typer.Option(None, "--split", help="Split file (one data set only)."),
+    split: Path | None = typer.Option(
+        None, "--split", help="Split file (one data set), or a folder of <set>.json split files (a run's splits/)."
+    ),
     arch: str = typer.Option(
         "unet", "--arch", help="unet | unetplusplus | unet3plus | deeplabv3plus | fpn | other smp."
     ),

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crackscan.data.classes import canonical_class
 from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
-from crackscan.data.split import SplitPlan, make_split, read_split, select_split, write_split
+from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
 from crackscan.metrics.segmentation import ConfusionMatrix, PixelCounts, ToleranceCurve
 from crackscan.models.classifiers import normalisation_for
@@ -185,12 +185,48 @@ def _licence(root: Path) -> str:
     return KNOWN_LICENCES.get(root.name.lower(), "unknown")
 
 
+def _check_same_split(plan: SplitPlan, name: str, weights: Path) -> None:
+    """Refuse a fine-tune whose split would train on the test (or validate on the training) images of the run
+    its ``--weights`` come from.
+
+    A run keeps its split files in ``splits/`` beside ``model.pt`` (and above ``checkpoints/``). A
+    different ``--seed`` draws a different split, so without this a fine-tune would quietly
+    see the earlier run's held-out images.
+    """
+    for run in (weights.parent, weights.parent.parent):
+        earlier = run / "splits" / f"{name}.json"
+        if not earlier.is_file():
+            continue
+        try:
+            old = read_split(earlier).splits
+        except SplitError:
+            return
+        leaked = set(plan.splits.get("train", [])) & set(old.get("test", []))
+        seen = set(plan.splits.get("val", [])) & set(old.get("train", []))
+        if leaked or seen:
+            detail = (
+                f"{len(leaked)} of its test images would train this model"
+                if leaked
+                else f"{len(seen)} of its training images would validate this model"
+            )
+            raise TrainingDataError(
+                f"{name}: --weights {weights} were trained on the split in {earlier}; this run's split differs "
+                f"({detail}). Pass --split {run / 'splits'} "
+                "to keep that split"
+            )
+        return
+
+
 def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) -> list[SourceSplit]:
     """Index every DATA set, split it (official split kept, test kept out) and write split files (if ``write``)."""
     if not cfg.data:
         raise TrainingDataError("give at least one data set (ROOT with images/ and masks/)")
-    if cfg.split and len(cfg.data) > 1:
-        raise TrainingDataError("--split applies to a single data set; with several, each gets its own split")
+    split_dir = Path(cfg.split) if cfg.split and Path(cfg.split).is_dir() else None
+    if cfg.split and split_dir is None and len(cfg.data) > 1:
+        raise TrainingDataError(
+            "--split FILE applies to a single data set; with several, give a folder of <set>.json files "
+            "(a run's splits/) or none, and each set gets its own split"
+        )
     sources: list[SourceSplit] = []
     used_names: set[str] = set()
     for arg in cfg.data:
@@ -205,8 +241,17 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
                 f"{root}: no image has a mask with the same file stem in {index.mask_dir}/ "
                 f"({len(index.unmatched_images)} images without a mask)"
             )
-        if cfg.split:
-            plan: SplitPlan = read_split(cfg.split)
+        name = root.resolve().name or "data"
+        while name in used_names:
+            name += "_"
+        used_names.add(name)
+        if split_dir is not None:
+            if not (split_dir / f"{name}.json").is_file():
+                raise TrainingDataError(f"--split {split_dir}: no {name}.json for data set {root}")
+            plan: SplitPlan = read_split(split_dir / f"{name}.json")
+            how = f"split file {split_dir / f'{name}.json'}"
+        elif cfg.split:
+            plan = read_split(cfg.split)
             how = f"split file {cfg.split}"
         else:
             plan = make_split(root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed, mask_dir=cfg.mask_dir)
@@ -215,10 +260,8 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
                 if plan.kept_official
                 else f"new stratified split (seed {cfg.seed}), test part kept out"
             )
-        name = root.resolve().name or "data"
-        while name in used_names:
-            name += "_"
-        used_names.add(name)
+        if cfg.weights:
+            _check_same_split(plan, name, Path(cfg.weights))
         split_file = run_dir / "splits" / f"{name}.json"
         if write:
             write_split(plan, split_file)
