@@ -36,17 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from crackscan.data.split import make_split, select_split
 from crackscan.evaluation import open_model
+from crackscan.evaluation.calibration import calibrate_threshold
 from crackscan.evaluation.segmentation import (
     PairSelection,
     evaluate_segmenter,
     select_pairs,
     write_segmentation_outputs,
 )
-from crackscan.metrics.segmentation import DEFAULT_THRESHOLDS, CurveCounts
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = ("deepcrack", "crack500", "crackmix")
@@ -65,26 +63,21 @@ def selection_for(name: str, root: Path, crackmix_split: Path | None) -> PairSel
 
 
 def calibrate_on_val(predictor: Any, data: Path, sets: list[str], splits: Path, tta: bool) -> float:
-    """The threshold with the best exact F1 pooled over the validation splits of ``sets``."""
-    counts = np.zeros((3, len(DEFAULT_THRESHOLDS)), np.int64)  # tp_pred, n_pred, tp_true per threshold
-    n_true = 0
+    """The threshold with the best exact F1 pooled over the validation splits of ``sets`` (``crackscan calibrate``)."""
+    selections = []
     for name in sets:
         split_file = splits / f"{name}.json"
         if not (data / name).is_dir() or not split_file.is_file():
             print(f"calibration: skipping {name} ({split_file} or {data / name} missing)", file=sys.stderr)
             continue
-        ev = evaluate_segmenter(predictor, select_pairs(data / name, "val", split_file), tta=tta)
-        c = ev.exact_curve
-        counts += np.stack([c.tp_pred, c.n_pred, c.tp_true])
-        n_true += c.n_true
-        print(f"calibration: {name} val, {c.n} images, best exact F1 {c.ods_f1:.4f} at {c.ods_threshold:.2f}")
-    if n_true == 0:
-        raise SystemExit(f"--calibrate-on-val {splits}: no validation split with crack pixels found")
-    f1 = CurveCounts(counts[0], counts[1], counts[2], n_true).f1()
-    best = int(np.argmax(f1))
-    thresholds = DEFAULT_THRESHOLDS
-    print(f"calibration: pooled val exact F1 {f1[best]:.4f} at threshold {thresholds[best]:.2f}")
-    return float(thresholds[best])
+        selections.append((name, select_pairs(data / name, "val", split_file)))
+    if not selections:
+        raise SystemExit(f"--calibrate-on-val {splits}: no validation split found")
+    cal = calibrate_threshold(predictor, selections, tta=tta)
+    for part in cal.sets:
+        print(f"calibration: {part.name} val, {part.n} images, own best F1 {part.best_f1:.4f} at {part.best_threshold}")
+    print(f"calibration: pooled val exact F1 {cal.f1:.4f} at threshold {cal.threshold:.2f} ({cal.n} images)")
+    return cal.threshold
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -121,11 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--threshold and --calibrate-on-val exclude each other")
     if args.calibrate_on_val is not None:
         args.threshold = calibrate_on_val(predictor, args.data, args.sets, args.calibrate_on_val, args.tta)
-    if args.threshold is not None:
-        predictor.metadata.threshold = args.threshold
+    threshold = args.threshold if args.threshold is not None else predictor.metadata.threshold_for(tta=args.tta)
     results: dict[str, Any] = {
         "model": str(predictor.path),
-        "threshold": predictor.metadata.threshold,
+        "threshold": threshold,
         "tta": args.tta,
         "threshold_source": "val splits of " + str(args.calibrate_on_val) if args.calibrate_on_val else "given/stored",
     }
@@ -139,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             selection.samples = selection.samples[: args.limit]
         started = time.perf_counter()
-        ev = evaluate_segmenter(predictor, selection, tolerance_px=args.tolerance, tta=args.tta)
+        ev = evaluate_segmenter(predictor, selection, tolerance_px=args.tolerance, tta=args.tta, threshold=threshold)
         seconds = time.perf_counter() - started
         r = ev.to_dict()
         r["seconds"] = seconds
@@ -165,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
     tta = ", flip TTA" if args.tta else ""
-    print(f"model {predictor.path} (threshold {predictor.metadata.threshold:g}, tolerance {args.tolerance:g} px{tta})")
+    print(f"model {predictor.path} (threshold {threshold:g}, tolerance {args.tolerance:g} px{tta})")
     print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True)))
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))

@@ -282,7 +282,9 @@ SUMMARY_COLUMNS = tuple(InspectionResult(source="", name="").to_row())
 
 
 def _threshold(predictor: OnnxPredictor, settings: InspectionSettings) -> float:
-    return float(settings.threshold if settings.threshold is not None else predictor.metadata.threshold)
+    if settings.threshold is not None:
+        return float(settings.threshold)
+    return predictor.metadata.threshold_for(tta=settings.tta)
 
 
 def inspect_image(

@@ -8,6 +8,7 @@ from crackscan import __version__
 from crackscan.cli import data as data_cli
 from crackscan.cli import train as train_cli
 from crackscan.cli.bench import bench as bench_cmd
+from crackscan.cli.calibrate import calibrate as calibrate_cmd
 from crackscan.cli.evaluate import evaluate as evaluate_cmd
 from crackscan.cli.export import export as export_cmd
 from crackscan.cli.inspect import inspect as inspect_cmd
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.command("evaluate")(evaluate_cmd)
+app.command("calibrate")(calibrate_cmd)
 app.command("predict")(predict_cmd)
 app.add_typer(train_cli.app, name="train")
 app.command("measure")(measure_cmd)

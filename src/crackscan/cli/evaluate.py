@@ -55,8 +55,9 @@ def evaluate(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Crack probability threshold (default: the model's own, calibrated on validation in training; "
-        "an ensemble's is its members' mean).",
+        help="Crack probability threshold (default: the model's own, calibrated on validation in training "
+        "or by `crackscan calibrate`; with --tta its TTA threshold where it has one; an ensemble's is its "
+        "members' mean).",
     ),
 ) -> None:
     """Evaluate a model on labelled images.
@@ -73,11 +74,11 @@ def evaluate(
         predictor = open_model(model, spin_wait=False)  # files are decoded beside inference
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
+    if predictor.task == "segment":  # None: the model's own (its TTA one with --tta, where it has one)
+        _evaluate_segment(predictor, data, split, split_file, mask_dir, tolerance, json_out, out_dir, tta, threshold)
+        return
     if threshold is not None:
         predictor.metadata.threshold = threshold  # this process's copy; the model file is not touched
-    if predictor.task == "segment":
-        _evaluate_segment(predictor, data, split, split_file, mask_dir, tolerance, json_out, out_dir, tta)
-        return
     if tta:
         raise _fail("--tta is for segmentation models", code=2)
     try:
@@ -184,6 +185,7 @@ def _evaluate_segment(
     json_out: Path | None,
     out_dir: Path | None,
     tta: bool = False,
+    threshold: float | None = None,
 ) -> None:
     from crackscan.data.layouts import LayoutError
     from crackscan.data.split import SplitError
@@ -198,7 +200,9 @@ def _evaluate_segment(
     try:
         selection = select_pairs(data, split, split_file, mask_dir=mask_dir)
         with progress_bar("evaluating", transient=True) as advance:
-            ev = evaluate_segmenter(predictor, selection, tolerance_px=tolerance, progress=advance, tta=tta)
+            ev = evaluate_segmenter(
+                predictor, selection, tolerance_px=tolerance, progress=advance, tta=tta, threshold=threshold
+            )
     except (LayoutError, SplitError, SegmentationEvaluationError, PreprocessUnavailable) as exc:
         raise _fail(str(exc)) from None
     payload = ev.to_dict()

@@ -444,10 +444,12 @@ def evaluate_segmenter(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback | None = None,
     tta: bool = False,
+    threshold: float | None = None,
 ) -> SegmentationEvaluation:
     """Run ``predictor`` on every pair of ``selection`` and compute the segmentation metrics.
 
-    Pixel metrics and clDice use the model's stored threshold with no tolerance; ODS/OIS
+    Pixel metrics and clDice use ``threshold`` (default: the model's stored one for this
+    mode, :meth:`ModelMetadata.threshold_for`) with no tolerance; ODS/OIS
     sweep ``thresholds`` with ``tolerance_px`` (default 2 px). Unreadable pairs and
     size mismatches are recorded in ``skipped``. Memory stays bounded: per-threshold
     counts and a few scalars per image, plus a handful of thumbnails for the grid.
@@ -456,11 +458,12 @@ def evaluate_segmenter(
     if meta.task != "segment":
         raise SegmentationEvaluationError(f"{predictor.path} is a {meta.task} model, not a segmentation model")
     th = np.asarray(thresholds, dtype=np.float64)
+    cut = float(threshold) if threshold is not None else meta.threshold_for(tta=tta)
     ev = SegmentationEvaluation(
         model=str(predictor.path),
         data=str(selection.index.root),
         split=selection.description,
-        threshold=float(meta.threshold),
+        threshold=cut,
         class_names=list(meta.class_names),
         crack_class=int(meta.crack_class),
         tolerance_px=float(tolerance_px),
@@ -490,10 +493,10 @@ def evaluate_segmenter(
                         f"{sample.mask}: mask label {int(mask.labels.max())} but the model has only "
                         f"{len(meta.class_names)} classes ({', '.join(meta.class_names)})"
                     )
-                labels = predicted_labels(probs, meta.crack_class, meta.threshold)
+                labels = predicted_labels(probs, meta.crack_class, cut)
                 truth_idx = mask.labels if mask.kind is MaskKind.MULTICLASS else truth * meta.crack_class
                 ev.confusion.update(labels, truth_idx)
-            pred = crack >= meta.threshold
+            pred = crack >= cut
             counts = ev.pixels.update(pred, truth)
             skel = ev.skeletons.update(pred, truth)
             ev.curve.update(crack, truth)

@@ -75,6 +75,8 @@ class EnsemblePredictor:
             "size_multiple": math.lcm(*(size_multiple(m.metadata) for m in members)),
             "ensemble": [str(m.path) for m in members],
         }
+        if any("tta_threshold" in m.metadata.extra for m in members):
+            meta.extra["tta_threshold"] = float(np.mean([m.metadata.threshold_for(tta=True) for m in members]))
         self.metadata = meta
 
     @property

@@ -54,6 +54,19 @@ class ModelMetadata:
         """
         return int(self.extra.get("tile_size") or max(self.input_size, 512))
 
+    def threshold_for(self, *, tta: bool = False) -> float:
+        """The crack threshold for a run with or without flip TTA.
+
+        Averaging over flips softens the edges of the probability map, so a threshold
+        calibrated without TTA sits too high for it; ``extra["tta_threshold"]`` (from
+        ``crackscan calibrate --tta``) is used when the model has one.
+        """
+        if tta:
+            value = self.extra.get("tta_threshold")
+            if isinstance(value, (int, float)) and 0.0 < float(value) < 1.0:
+                return float(value)
+        return float(self.threshold)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
