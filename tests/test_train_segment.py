@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import types
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,9 @@ def test_train_segment_writes_a_calibrated_exported_run(trained_run: tuple[Path,
     assert meta.extra["preprocess"] == {"steps": []}
     assert meta.extra["training_data"]["sources"][0]["counts"]["test_kept_out"] >= 1
     assert "val_iou" in meta.extra["metrics"] and "val_ods_f1" in meta.extra["metrics"]
+    # a threshold of its own for --tta runs, calibrated the same way under flips
+    assert 0.05 <= meta.extra["tta_threshold"] <= 0.95 and meta.threshold_for(tta=True) == meta.extra["tta_threshold"]
+    assert "val_tta_calibrated_f1" in meta.extra["metrics"]
     # whole model.pt loads without pickles
     saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert saved["metadata"]["threshold"] == meta.threshold
@@ -379,3 +383,29 @@ def test_a_split_folder_gives_each_set_its_own_file_and_a_file_serves_one_set(sy
         _sources({"data": [str(synth_set), str(other)], "split": str(splits)}, tmp_path)
     with pytest.raises(TrainingDataError, match="single data set"):
         _sources({"data": [str(synth_set), str(other)], "split": str(splits / "data.json")}, tmp_path)
+
+
+def test_tta_calibration_sees_the_flips_runtime_tta_averages() -> None:
+    """Training's TTA calibration and ``--tta`` at run time average the same three views."""
+    from crackscan.evaluation.segmentation import segment_image
+    from crackscan.training.segment import _flip_averaged
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 1, 5, padding=2).eval()  # asymmetric kernel: flips change the output
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+
+    class Torchy:
+        metadata = types.SimpleNamespace(extra={"size_multiple": 32}, class_names=["background", "crack"])
+
+        def probability_map(self, batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(batch.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+            with torch.no_grad():
+                return torch.sigmoid(model(x))[:, 0].numpy()
+
+    x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        trained = _flip_averaged(model, x, model(x), crack_class=1)[0].numpy()
+    runtime = segment_image(Torchy(), rgb, tta=True)
+    plain = segment_image(Torchy(), rgb)
+    np.testing.assert_allclose(trained, runtime, atol=1e-5)
+    assert np.abs(trained - plain).max() > 1e-3  # the views differ, so the check means something

@@ -682,17 +682,35 @@ def _crack_class(names: list[str]) -> int:
     return 1
 
 
+def _flip_averaged(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, crack_class: int) -> torch.Tensor:
+    """Crack probabilities of ``x`` (whose logits are given) averaged with its horizontal and vertical flips,
+    as runtime TTA does."""
+    p = crack_probabilities(logits.float(), crack_class)
+    p = p + crack_probabilities(model(x.flip(-1)).float(), crack_class).flip(-1)
+    p = p + crack_probabilities(model(x.flip(-2)).float(), crack_class).flip(-2)
+    return p / 3.0
+
+
 @torch.no_grad()
 def calibrate(
-    model: nn.Module, loader: DataLoader, *, classes: int, crack_class: int, threshold: float | None = None
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    classes: int,
+    crack_class: int,
+    threshold: float | None = None,
+    tta: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """The crack threshold in [0.05, 0.95] maximising pooled pixel F1 on ``loader``, and metrics.
 
     Metrics: pooled IoU/Dice/precision/recall at that threshold, ODS/OIS F1 with a 2-px
     tolerance, and the calibrated F1. Multi-class models keep 0.5 (their masks are argmax).
     A given ``threshold`` is kept instead (scoring one part of the validation split at the
-    threshold calibrated on all of it).
+    threshold calibrated on all of it). ``tta`` (binary models): probabilities averaged over
+    flips, for the threshold ``--tta`` runs use.
     """
+    if tta and classes > 1:
+        raise ValueError("TTA calibration is for binary segmenters (multi-class masks are an argmax)")
     model.eval()
     exact = ToleranceCurve(CALIBRATION_THRESHOLDS.copy(), 0.0)
     tolerant = ToleranceCurve()
@@ -700,7 +718,9 @@ def calibrate(
     confusion = ConfusionMatrix(classes) if classes > 1 else None
     for x, y, hw, *_ in loader:
         logits = model(x)
-        probs = crack_probabilities(logits.float(), crack_class).numpy()
+        probs = (
+            _flip_averaged(model, x, logits, crack_class) if tta else crack_probabilities(logits.float(), crack_class)
+        ).numpy()
         if confusion is not None:
             update_counts(confusion, logits, y, hw, crack_class)
         for p, t, (h, w) in zip(probs, y.numpy(), hw.tolist(), strict=True):
@@ -875,6 +895,19 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             by_source[name] = {k: round(float(v), 4) for k, v in part_metrics.items()}
             log.info("val %s: IoU %.3f, ODS F1 %.3f", name, part_metrics["iou"], part_metrics["ods_f1"])
 
+    if cfg.classes == 1:
+        # flips soften the map's edges, so --tta runs get a threshold of their own (ModelMetadata.threshold_for)
+        tta_threshold, tta_metrics = calibrate(
+            model, whole_image_loader(val_ds, cfg.batch_size), classes=1, crack_class=crack_class, tta=True
+        )
+        metrics.update({f"val_tta_{k}": float(v) for k, v in tta_metrics.items() if k in ("calibrated_f1", "iou")})
+        log.info(
+            "TTA threshold %.2f (val F1 %.3f, IoU %.3f)",
+            tta_threshold,
+            tta_metrics["calibrated_f1"],
+            tta_metrics["iou"],
+        )
+
     data_summary = {
         "sources": [
             {
@@ -915,6 +948,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             "command": cfg.command,
             "weights": weights_message,
             "train_seconds": round(train_seconds, 1),
+            **({"tta_threshold": tta_threshold} if cfg.classes == 1 else {}),
         },
     )
     first = val_ds.shape_of(0)
