@@ -69,8 +69,13 @@ def calibrate(
         predictor = open_model(model, spin_wait=False)
     except ModelLoadError as exc:
         raise _fail(str(exc)) from None
-    if out_model is not None and not Path(predictor.path).is_file():
-        raise _fail(f"{model}: an ensemble has no single model file to write; calibrate its members")
+    if out_model is not None:  # checked before the work, not after
+        if not Path(predictor.path).is_file():
+            raise _fail(f"{model}: an ensemble has no single model file to write; calibrate its members")
+        if out_model.resolve() == Path(predictor.path).resolve():
+            raise _fail(f"--out {out_model} is the model itself; the input is never modified, write a copy")
+        if out_model.suffix.lower() != ".onnx":
+            raise _fail(f"--out {out_model}: give a .onnx file name")
     try:
         selections = [
             (d.resolve().name, select_pairs(d, split, _split_file_for(d, split_file), mask_dir=mask_dir)) for d in data
