@@ -46,6 +46,7 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
         f"| input | {meta.input_size} px, RGB, mean {list(meta.mean)}, std {list(meta.std)} |",
         f"| classes | {', '.join(meta.class_names)} (crack class: {meta.class_names[meta.crack_class]}) |",
         f"| threshold | {meta.threshold:.3f} |",
+        *([f"| TTA threshold | {extra['tta_threshold']:.3f} (`--tta` runs) |"] if "tta_threshold" in extra else []),
         f"| precision | {meta.precision} (weights; computation in float32 unless int8) |",
         f"| file | `{name}.onnx`, {size_mb:.2f} MB, crackscan {meta.crackscan_version} |",
         f"| weights | {extra.get('weights', 'see training command')} |",
