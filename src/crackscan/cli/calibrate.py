@@ -87,7 +87,7 @@ def calibrate(
 
     table = Table(title=f"{'TTA ' if tta else ''}threshold of {escape(str(predictor.path))}")
     for column in ("set", "split", "images", "best threshold", "exact F1"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # split files' paths whole, for copy-paste
     for part in cal.sets:
         row = (escape(part.name), escape(part.split), str(part.n), f"{part.best_threshold:g}", f"{part.best_f1:.4f}")
         table.add_row(*row)
