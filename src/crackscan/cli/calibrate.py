@@ -58,7 +58,12 @@ def calibrate(
     """
     from crackscan.data.layouts import LayoutError
     from crackscan.data.split import SplitError
-    from crackscan.evaluation.calibration import CalibrationError, calibrate_threshold, write_calibrated
+    from crackscan.evaluation.calibration import (
+        CalibrationError,
+        calibrate_threshold,
+        check_output,
+        write_calibrated,
+    )
     from crackscan.evaluation.segmentation import PreprocessUnavailable, SegmentationEvaluationError, select_pairs
 
     if split_file is not None and not split_file.is_dir() and len(data) > 1:
@@ -72,10 +77,10 @@ def calibrate(
     if out_model is not None:  # checked before the work, not after
         if not Path(predictor.path).is_file():
             raise _fail(f"{model}: an ensemble has no single model file to write; calibrate its members")
-        if out_model.resolve() == Path(predictor.path).resolve():
-            raise _fail(f"--out {out_model} is the model itself; the input is never modified, write a copy")
-        if out_model.suffix.lower() != ".onnx":
-            raise _fail(f"--out {out_model}: give a .onnx file name")
+        try:
+            check_output(predictor.path, out_model)
+        except CalibrationError as exc:
+            raise _fail(str(exc)) from None
     try:
         selections = [
             (d.resolve().name, select_pairs(d, split, _split_file_for(d, split_file), mask_dir=mask_dir)) for d in data

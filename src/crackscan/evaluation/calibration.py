@@ -23,12 +23,10 @@ from typing import Any
 import numpy as np
 
 from crackscan.evaluation.segmentation import PairSelection, evaluate_segmenter
-from crackscan.metrics.segmentation import CurveCounts
+from crackscan.metrics.segmentation import CALIBRATION_THRESHOLDS, CurveCounts
 from crackscan.runtime.predictor import METADATA_KEY, ModelLoadError, ModelMetadata
 
-# the grid training calibrates on (crackscan.training.segment.CALIBRATION_THRESHOLDS), kept here so the
-# inference-side calibration needs no torch
-THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+THRESHOLDS = CALIBRATION_THRESHOLDS  # the grid training calibrates on
 
 
 class CalibrationError(ValueError):
@@ -104,6 +102,15 @@ def calibrate_threshold(
     )
 
 
+def check_output(model: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Refuse an output that would overwrite the model or is not an ONNX file name (:class:`CalibrationError`)."""
+    src, dst = Path(model), Path(out)
+    if dst.resolve() == src.resolve():
+        raise CalibrationError(f"--out {dst} is the model itself; the input is never modified, write a copy")
+    if dst.suffix.lower() != ".onnx":
+        raise CalibrationError(f"--out {dst}: give a .onnx file name")
+
+
 def write_calibrated(
     model: str | os.PathLike[str], out: str | os.PathLike[str], calibration: Calibration, *, source: str = ""
 ) -> Path:
@@ -118,10 +125,7 @@ def write_calibrated(
     except ImportError as exc:  # pragma: no cover - onnx is a dependency
         raise CalibrationError(f"writing a calibrated model needs the onnx package ({exc})") from None
     src, dst = Path(model), Path(out)
-    if dst.resolve() == src.resolve():
-        raise CalibrationError(f"--out {dst} is the model itself; the input is never modified, write a copy")
-    if dst.suffix.lower() != ".onnx":
-        raise CalibrationError(f"--out {dst}: give a .onnx file name")
+    check_output(src, dst)
     try:
         proto = onnx.load(str(src))
     except Exception as exc:  # onnx raises DecodeError, OSError, …
@@ -152,5 +156,6 @@ __all__ = [
     "CalibrationError",
     "SetCalibration",
     "calibrate_threshold",
+    "check_output",
     "write_calibrated",
 ]

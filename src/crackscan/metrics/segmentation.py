@@ -66,6 +66,8 @@ from numpy.typing import ArrayLike
 
 DEFAULT_TOLERANCE_PX = 2.0
 DEFAULT_THRESHOLDS = np.round(np.linspace(0.01, 0.99, 99), 2)
+# where a stored threshold is picked (training, `crackscan calibrate`): extremes would be brittle
+CALIBRATION_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
 EmptyRule = Literal["one", "exclude"]
 

@@ -38,7 +38,7 @@ from crackscan.data.classes import canonical_class
 from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
 from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
-from crackscan.metrics.segmentation import ConfusionMatrix, PixelCounts, ToleranceCurve
+from crackscan.metrics.segmentation import CALIBRATION_THRESHOLDS, ConfusionMatrix, PixelCounts, ToleranceCurve
 from crackscan.models.classifiers import normalisation_for
 from crackscan.models.segmenters import (
     DEFAULT_ENCODER,
@@ -71,7 +71,6 @@ SCHEDULERS = ("cosine-warm-restarts", "plateau", "onecycle")
 # validation pixels, or the mean of each data set's crack IoU (every set weighs the same,
 # however many crack pixels its images hold).
 SELECT_ON = {"pooled": "val_iou", "mean-of-sets": "val_iou_sets"}
-CALIBRATION_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 # Licences of the public sets in ../shared/data (docs/data.md), used when a set has no licence file.
 KNOWN_LICENCES = {
     "deepcrack": "non-commercial research and education only",
