@@ -409,3 +409,60 @@ def test_tta_calibration_sees_the_flips_runtime_tta_averages() -> None:
     plain = segment_image(Torchy(), rgb)
     np.testing.assert_allclose(trained, runtime, atol=1e-5)
     assert np.abs(trained - plain).max() > 1e-3  # the views differ, so the check means something
+
+
+# ----------------------------------------------------------------------------- fine-tuning an exported model
+def test_weights_recovered_from_an_export_reproduce_it_and_stay_close_in_train_mode(
+    trained_run: tuple[Path, str],
+) -> None:
+    from crackscan.models.from_onnx import load_onnx_weights
+
+    out, _ = trained_run
+    predictor = load_predictor(out / "model.onnx")
+    model = create_segmenter("unet", "tf_efficientnet_lite0", 1)
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
+    x = torch.from_numpy(((images / 255.0 - 0.5) / 0.5).astype(np.float32).transpose(0, 3, 1, 2).copy())
+    message = load_onnx_weights(model, out / "model.onnx", [x])
+    assert "re-estimated" in message
+    assert model.training  # handed back in the mode it came in: Lightning keeps eval-mode modules frozen
+    with torch.no_grad():
+        eval_probs = torch.sigmoid(model.eval()(x))[:, 0].numpy()
+        # batch statistics of the calibration batch are the stored ones: train mode computes the same function
+        train_probs = torch.sigmoid(model.train()(x))[:, 0].numpy()
+    assert np.abs(eval_probs - predictor.probability_map(images)).max() < 1e-4
+    assert np.abs(train_probs - eval_probs).max() < 1e-3
+
+
+def test_bundled_segmenter_weights_are_recoverable() -> None:
+    from crackscan.models.from_onnx import load_onnx_weights, onnx_weights_file
+
+    path = onnx_weights_file("crack-seg-unet")
+    assert path is not None and path.name == "crack-seg-unet.onnx"
+    model = create_segmenter("unet", "tf_efficientnet_lite0", 1)
+    x = torch.randn(2, 3, 64, 64)
+    assert "max |Δlogit|" in load_onnx_weights(model, path, [x])
+    # another architecture does not fit the graph
+    from crackscan.models.pretrained import PretrainedWeightsError
+
+    with pytest.raises(PretrainedWeightsError, match="convolutions"):
+        load_onnx_weights(create_segmenter("fpn", "tf_efficientnet_lite0", 1), path, [x])
+
+
+def test_train_segment_fine_tunes_an_exported_model(trained_run: tuple[Path, str], synth_set: Path, tmp_path: Path):
+    out, _ = trained_run
+    base = ["train", "segment", str(synth_set), *ARGS]
+    tuned = runner.invoke(app, [*base, "--out", str(tmp_path / "ft"), "--weights", str(out / "model.onnx")])
+    assert tuned.exit_code == 0, tuned.output
+    assert "BatchNorms re-estimated" in " ".join(tuned.output.split())
+    assert load_predictor(tmp_path / "ft" / "model.onnx").metadata.arch == "unet"
+    # options that do not rebuild the exported model are named
+    wrong = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "w"), "--weights", str(out / "model.onnx"), "--arch", "fpn"]
+    )
+    assert wrong.exit_code != 0 and "--arch unet" in " ".join(wrong.output.split())
+    # a new split with another seed would train on the held-out images the model's split kept out
+    leak = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "s"), "--weights", str(out / "model.onnx"), "--seed", "1"]
+    )
+    assert leak.exit_code != 0 and "--seed" in " ".join(leak.output.split())

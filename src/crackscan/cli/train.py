@@ -148,7 +148,14 @@ def segment(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     seed: int = typer.Option(0, "--seed"),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start from ImageNet encoder weights."),
-    weights: Path | None = typer.Option(None, "--weights", help="Local weights: a backbone or a whole segmenter."),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help=(
+            "Weights to start from: a backbone, a whole segmenter (model.pt), or an exported model to fine-tune "
+            "(.onnx, or a bundled name such as crack-seg-unet)."
+        ),
+    ),
     patience: int = typer.Option(10, "--patience", min=1, help="Early-stopping patience (epochs, on val IoU)."),
     val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.0, max=0.9),
     accelerator: str = typer.Option("auto", "--accelerator", help="cpu | gpu | auto (Lightning)."),

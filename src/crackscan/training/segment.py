@@ -40,6 +40,7 @@ from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, 
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
 from crackscan.metrics.segmentation import CALIBRATION_THRESHOLDS, ConfusionMatrix, PixelCounts, ToleranceCurve
 from crackscan.models.classifiers import normalisation_for
+from crackscan.models.from_onnx import load_onnx_weights, onnx_model_metadata, onnx_weights_file
 from crackscan.models.segmenters import (
     DEFAULT_ENCODER,
     SIZE_MULTIPLE,
@@ -216,6 +217,19 @@ def _check_same_split(plan: SplitPlan, name: str, weights: Path) -> None:
         return
 
 
+def _check_same_seed(how: str, name: str, model_file: Path) -> None:
+    """The exported-model counterpart of :func:`_check_same_split`: a model file records how each set was split
+    (not the file lists), so a fine-tune that would draw a new split of a set the model was trained on with
+    another seed is refused — that split's held-out images would train it."""
+    for source in onnx_model_metadata(model_file).extra.get("training_data", {}).get("sources", []):
+        earlier = str(source.get("split", ""))
+        if source.get("name") == name and earlier.startswith("new stratified split") and how != earlier:
+            raise TrainingDataError(
+                f"{name}: --weights {model_file} were trained on a {earlier}; this run takes a {how}. "
+                "Pass the same --seed (or a split file holding that split) so its held-out images stay out"
+            )
+
+
 def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) -> list[SourceSplit]:
     """Index every DATA set, split it (official split kept, test kept out) and write split files (if ``write``)."""
     if not cfg.data:
@@ -259,7 +273,10 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
                 if plan.kept_official
                 else f"new stratified split (seed {cfg.seed}), test part kept out"
             )
-        if cfg.weights:
+        onnx_file = onnx_weights_file(cfg.weights)
+        if onnx_file is not None:
+            _check_same_seed(how, name, onnx_file)
+        elif cfg.weights:
             _check_same_split(plan, name, Path(cfg.weights))
         split_file = run_dir / "splits" / f"{name}.json"
         if write:
@@ -745,6 +762,28 @@ def calibrate(
     return threshold, metrics
 
 
+def _check_onnx_architecture(cfg: SegmentConfig, model_file: Path) -> None:
+    """Name the options that rebuild an exported model, before any work (what its metadata records is compared)."""
+    meta = onnx_model_metadata(model_file)
+    if meta.task != "segment":
+        raise TrainingDataError(f"--weights {model_file}: a {meta.task} model, not a segmenter")
+    recorded = {
+        "--arch": (meta.arch, canonical_arch(cfg.arch)),
+        "--classes": (len(meta.class_names) if len(meta.class_names) > 2 else 1, cfg.classes),
+        "--encoder": (meta.extra.get("encoder"), cfg.encoder),
+        "--head-stride": (meta.extra.get("head_stride"), cfg.head_stride),
+        "--decoder-norm": (meta.extra.get("decoder_norm"), cfg.decoder_norm),
+        "--decoder-channels": (meta.extra.get("decoder_channels"), cfg.decoder_channels),
+    }
+    wrong = [
+        f"{option} {','.join(map(str, want)) if isinstance(want, list) else want}"
+        for option, (want, have) in recorded.items()
+        if want is not None and want != have
+    ]
+    if wrong:
+        raise TrainingDataError(f"--weights {model_file} was built with other options; pass {' '.join(wrong)}")
+
+
 def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     """Train, calibrate and export a segmenter; everything lands in ``cfg.out``."""
     if cfg.scheduler not in SCHEDULERS:
@@ -763,6 +802,9 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         raise TrainingDataError(f"{run_dir} already holds a run; pass --resume to continue it or choose --out")
     if cfg.resume and not last.is_file():
         raise TrainingDataError(f"--resume: no checkpoint at {last}")
+    onnx_file = onnx_weights_file(cfg.weights)
+    if onnx_file is not None:
+        _check_onnx_architecture(cfg, onnx_file)
     class_names = _class_names(cfg)
     crack_class = _crack_class(class_names)
     # Build the model before touching the run folder: a bad --arch/--encoder leaves nothing behind.
@@ -800,8 +842,6 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     monitor = SELECT_ON[cfg.select_on]
 
     norm = normalisation_for(timm_name(cfg.encoder))
-    weights_message = load_encoder_pretrained(model, cfg.encoder, cfg.weights, cfg.pretrained)
-    log.info("weights: %s", weights_message)
     crack_fraction = float(np.mean([(m > 0).mean() for m in train.masks]))
     loss = create_loss(cfg.loss_name, cfg.classes, pos_weight=pos_weight_for(crack_fraction))
 
@@ -811,6 +851,12 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     train_ds = CropDataset(
         train, cfg.crop, transform, norm.mean, norm.std, crack_bias=cfg.crack_bias, length=length, seed=cfg.seed
     )
+    if onnx_file is not None:  # an exported (e.g. bundled) model: its folded BatchNorms re-estimated on crops
+        calibration = [torch.stack([train_ds[i][0] for i in range(b, b + 8)]) for b in range(0, 32, 8)]
+        weights_message = load_onnx_weights(model, onnx_file, calibration)
+    else:
+        weights_message = load_encoder_pretrained(model, cfg.encoder, cfg.weights, cfg.pretrained)
+    log.info("weights: %s", weights_message)
     val_ds = WholeImageDataset(val, norm.mean, norm.std, max_side=cfg.val_max_side, sources=val_sources)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(

@@ -1,0 +1,215 @@
+"""Recover trainable torch weights from a crackscan ONNX export, to fine-tune a bundled model.
+
+Export folds every BatchNorm into the convolution before it (and may store weights as fp16),
+so an exported graph holds one weight and one bias per convolution and no BatchNorm statistics.
+:func:`load_onnx_weights` pours those back into a freshly built model of the same architecture:
+
+* convolutions are paired with the graph's ``Conv`` nodes in execution order (shapes must agree);
+* a BatchNorm that follows a convolution gets the statistics of that convolution's output measured
+  on ``calibration`` batches (mean ``m``, variance ``v``), with ``gamma = sqrt(v + eps)`` and
+  ``beta = bias + m`` — so in eval mode the layer adds exactly the folded bias (the graph's function
+  is reproduced), and in train mode, where BatchNorm normalises by batch statistics, it stays close
+  to that instead of rescaling every activation to unit variance.
+
+The result is checked against ONNX Runtime on the calibration batches before it is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from crackscan.models.pretrained import PretrainedWeightsError
+from crackscan.runtime.predictor import METADATA_KEY, ModelLoadError, ModelMetadata, resolve_model_path
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-3  # logits; fp16-stored weights round-trip exactly, float32 sums differ by ~1e-5
+
+
+def onnx_weights_file(weights: str | Path | None) -> Path | None:
+    """The model file when ``--weights`` names an exported model (a ``.onnx`` file or a bundled model's name)."""
+    if not weights:
+        return None
+    path = Path(weights)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise PretrainedWeightsError(f"{path}: weights file not found")
+        return path
+    if path.exists() or "/" in str(weights):
+        return None  # a state dict or checkpoint (or a missing one: its own loader says so)
+    try:
+        return resolve_model_path(str(weights))
+    except ModelLoadError:
+        return None
+
+
+def onnx_model_metadata(path: str | Path) -> ModelMetadata:
+    """The crackscan metadata stored in an exported model (architecture, training data…)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # truncated or foreign files
+        raise PretrainedWeightsError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise PretrainedWeightsError(f"{path}: no crackscan metadata (not exported by crackscan?)")
+    return ModelMetadata.from_json(props[METADATA_KEY])
+
+
+def _onnx_conv_params(path: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(weight, bias) of every Conv node of the graph, in node order, as float32."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in proto.graph.node:  # fp16-stored weights reach their Conv through a Cast
+        if node.op_type == "Cast" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
+        elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            tensors[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    params = []
+    for node in proto.graph.node:
+        if node.op_type != "Conv":
+            continue
+        if node.input[1] not in tensors:
+            raise PretrainedWeightsError(f"{path}: Conv {node.name} takes a weight that is not stored in the graph")
+        weight = tensors[node.input[1]].astype(np.float32)
+        bias = tensors[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else None
+        params.append((weight, bias))
+    return params
+
+
+def _execution_order(model: nn.Module, example: torch.Tensor) -> tuple[list[nn.Conv2d], dict[nn.Conv2d, nn.Module]]:
+    """Convolutions in the order they run, and the BatchNorm (if any) that takes each one's output."""
+    order: list[nn.Conv2d] = []
+    outputs: dict[int, nn.Conv2d] = {}
+    follows: dict[nn.Conv2d, nn.Module] = {}
+
+    def after_conv(module: nn.Module, _inp: object, out: torch.Tensor) -> None:
+        order.append(module)  # type: ignore[arg-type]
+        outputs[id(out)] = module  # type: ignore[assignment]
+
+    def before_norm(module: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        conv = outputs.get(id(inp[0]))
+        if conv is not None:
+            follows[conv] = module
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(after_conv))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            hooks.append(m.register_forward_pre_hook(before_norm))
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    if len(set(map(id, order))) != len(order):
+        raise PretrainedWeightsError("a convolution runs more than once: cannot pair it with the graph's Conv nodes")
+    return order, follows
+
+
+def load_onnx_weights(
+    model: nn.Module,
+    path: str | Path,
+    calibration: Iterable[torch.Tensor],
+    *,
+    logits_of=None,
+) -> str:
+    """Fill ``model`` (the architecture the ONNX file was exported from) with its weights.
+
+    ``calibration``: normalised N×3×H×W batches (a few training crops) for the BatchNorm statistics.
+    ``logits_of``: maps the model's output to the graph's output (default: the first item of a tuple).
+    Returns a one-line description; raises :class:`PretrainedWeightsError` when the graph does not fit.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    was_training = model.training  # pairing and calibration run in eval mode; the caller's mode comes back
+    batches = [b.float() for b in calibration]
+    if not batches:
+        raise PretrainedWeightsError("no calibration images to re-estimate BatchNorm statistics")
+    params = _onnx_conv_params(path)
+    order, follows = _execution_order(model, batches[0][:1])
+    if len(order) != len(params):
+        raise PretrainedWeightsError(
+            f"{path}: the graph has {len(params)} convolutions, the model {len(order)} (another architecture?)"
+        )
+    # 1. folded weights in; each BatchNorm an identity plus the folded bias (reproduces the graph in eval mode)
+    with torch.no_grad():
+        for i, (conv, (weight, bias)) in enumerate(zip(order, params, strict=True)):
+            if tuple(conv.weight.shape) != weight.shape:
+                raise PretrainedWeightsError(
+                    f"{path}: Conv #{i} has weight {weight.shape}, the model's is {tuple(conv.weight.shape)}"
+                )
+            conv.weight.copy_(torch.from_numpy(weight))
+            norm = follows.get(conv)
+            b = torch.from_numpy(bias) if bias is not None else torch.zeros(weight.shape[0])
+            if norm is not None:
+                if conv.bias is not None:
+                    conv.bias.zero_()
+                norm.running_mean.zero_()
+                norm.running_var.fill_(1.0 - norm.eps)
+                norm.weight.fill_(1.0)
+                norm.bias.copy_(b)
+            elif conv.bias is not None:
+                conv.bias.copy_(b)
+            elif bias is not None and np.any(bias):
+                raise PretrainedWeightsError(f"{path}: Conv #{i} has a bias the model has no place for")
+    # 2. statistics of each BatchNorm's input over the calibration batches
+    sums: dict[nn.Module, list[torch.Tensor]] = {}
+
+    def collect(module: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        x = inp[0].detach().double()
+        s = sums.setdefault(module, [torch.zeros(x.shape[1], dtype=torch.float64)] * 2 + [torch.zeros(())])
+        s[0] = s[0] + x.sum((0, 2, 3))
+        s[1] = s[1] + (x * x).sum((0, 2, 3))
+        s[2] = s[2] + x.numel() / x.shape[1]
+
+    hooks = [norm.register_forward_pre_hook(collect) for norm in follows.values()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for norm, (s, ss, n) in sums.items():
+            mean = s / n
+            var = (ss / n - mean * mean).clamp_min(0)
+            norm.running_mean.copy_(mean.float())
+            norm.running_var.copy_(var.float())
+            norm.bias.add_(mean.float())
+            norm.weight.copy_(torch.sqrt(var + norm.eps).float())
+    # 3. the graph and the model must agree
+    logits_of = logits_of or (lambda out: out[0] if isinstance(out, (tuple, list)) else out)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    diff = 0.0
+    with torch.no_grad():
+        for batch in batches[:2]:
+            ours = logits_of(model(batch)).numpy()
+            theirs = session.run(None, {name: batch.numpy()})[0]
+            diff = max(diff, float(np.abs(ours - theirs).max()))
+    model.train(was_training)
+    if diff > PARITY_TOLERANCE:
+        raise PretrainedWeightsError(f"{path}: recovered weights disagree with the graph (max |Δlogit| = {diff:.2e})")
+    return (
+        f"ONNX model {path} (whole model): {len(order)} convolutions, {len(sums)} BatchNorms re-estimated on "
+        f"{sum(len(b) for b in batches)} images, max |Δlogit| vs the graph {diff:.1e}"
+    )
+
+
+__all__ = ["load_onnx_weights", "onnx_model_metadata", "onnx_weights_file"]
