@@ -423,6 +423,8 @@ def test_weights_recovered_from_an_export_reproduce_it_and_stay_close_in_train_m
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
     x = torch.from_numpy(((images / 255.0 - 0.5) / 0.5).astype(np.float32).transpose(0, 3, 1, 2).copy())
+    stem = model.encoder.model.conv_stem
+    fresh_norms = stem.weight.detach().flatten(1).norm(dim=1).clone()
     message = load_onnx_weights(model, out / "model.onnx", [x])
     assert "re-estimated" in message
     assert model.training  # handed back in the mode it came in: Lightning keeps eval-mode modules frozen
@@ -432,6 +434,9 @@ def test_weights_recovered_from_an_export_reproduce_it_and_stay_close_in_train_m
         train_probs = torch.sigmoid(model.train()(x))[:, 0].numpy()
     assert np.abs(eval_probs - predictor.probability_map(images)).max() < 1e-4
     assert np.abs(train_probs - eval_probs).max() < 1e-3
+    # channels keep the size of a freshly built layer (the optimiser's steps stay in proportion); BatchNorm
+    # carries the trained scale
+    assert torch.allclose(stem.weight.detach().flatten(1).norm(dim=1), fresh_norms, rtol=1e-4)
 
 
 def test_bundled_segmenter_weights_are_recoverable() -> None:

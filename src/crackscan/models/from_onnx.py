@@ -145,26 +145,39 @@ def load_onnx_weights(
         raise PretrainedWeightsError(
             f"{path}: the graph has {len(params)} convolutions, the model {len(order)} (another architecture?)"
         )
-    # 1. folded weights in; each BatchNorm an identity plus the folded bias (reproduces the graph in eval mode)
+    # 1. folded weights in; each BatchNorm an identity plus the folded bias (reproduces the graph in eval mode).
+    # Folding scales each output channel by gamma/sqrt(var): 0.03x to 50x the size the layer had before training
+    # here. A BatchNorm cancels a channel's scale, but the optimiser's step does not (Adam moves every weight by
+    # about lr), so a shrunken channel would take outsized steps: each one is rescaled to the norm the freshly
+    # built layer has, and its BatchNorm takes the inverse scale (``scales``), which changes no output.
+    scales: dict[nn.Module, torch.Tensor] = {}
     with torch.no_grad():
         for i, (conv, (weight, bias)) in enumerate(zip(order, params, strict=True)):
             if tuple(conv.weight.shape) != weight.shape:
                 raise PretrainedWeightsError(
                     f"{path}: Conv #{i} has weight {weight.shape}, the model's is {tuple(conv.weight.shape)}"
                 )
-            conv.weight.copy_(torch.from_numpy(weight))
+            w = torch.from_numpy(weight)
             norm = follows.get(conv)
             b = torch.from_numpy(bias) if bias is not None else torch.zeros(weight.shape[0])
             if norm is not None:
+                fused = w.flatten(1).norm(dim=1)
+                fresh = conv.weight.detach().flatten(1).norm(dim=1)
+                scale = torch.where(
+                    (fused > 1e-12) & (fresh > 0), fresh / fused.clamp_min(1e-12), torch.ones_like(fused)
+                )
+                w = w * scale.view(-1, *([1] * (w.dim() - 1)))
+                scales[norm] = scale.double()
                 if conv.bias is not None:
                     conv.bias.zero_()
                 norm.running_mean.zero_()
                 norm.running_var.fill_(1.0 - norm.eps)
-                norm.weight.fill_(1.0)
+                norm.weight.copy_(1.0 / scale)
                 norm.bias.copy_(b)
-            elif conv.bias is not None:
+            conv.weight.copy_(w)
+            if norm is None and conv.bias is not None:
                 conv.bias.copy_(b)
-            elif bias is not None and np.any(bias):
+            elif norm is None and bias is not None and np.any(bias):
                 raise PretrainedWeightsError(f"{path}: Conv #{i} has a bias the model has no place for")
     # 2. statistics of each BatchNorm's input over the calibration batches
     sums: dict[nn.Module, list[torch.Tensor]] = {}
@@ -187,12 +200,14 @@ def load_onnx_weights(
             h.remove()
     with torch.no_grad():
         for norm, (s, ss, n) in sums.items():
+            # input y = c·(folded conv output); keep gamma·(y − mean)/sqrt(var + eps) + beta = y/c + bias
             mean = s / n
             var = (ss / n - mean * mean).clamp_min(0)
+            c = scales[norm]
             norm.running_mean.copy_(mean.float())
             norm.running_var.copy_(var.float())
-            norm.bias.add_(mean.float())
-            norm.weight.copy_(torch.sqrt(var + norm.eps).float())
+            norm.bias.add_((mean / c).float())
+            norm.weight.copy_((torch.sqrt(var + norm.eps) / c).float())
     # 3. the graph and the model must agree
     logits_of = logits_of or (lambda out: out[0] if isinstance(out, (tuple, list)) else out)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
