@@ -471,3 +471,15 @@ def test_train_segment_fine_tunes_an_exported_model(trained_run: tuple[Path, str
         app, [*base, "--out", str(tmp_path / "s"), "--weights", str(out / "model.onnx"), "--seed", "1"]
     )
     assert leak.exit_code != 0 and "--seed" in " ".join(leak.output.split())
+
+
+def test_training_keeps_freed_memory_on_glibc_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from crackscan.training.run import keep_freed_memory
+
+    monkeypatch.setenv("CRACKSCAN_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("CRACKSCAN_KEEP_FREED_MEMORY")
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is on_glibc  # glibc accepted both thresholds
