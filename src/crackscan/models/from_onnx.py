@@ -16,7 +16,6 @@ The result is checked against ONNX Runtime on the calibration batches before it 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from torch import nn
 
 from crackscan.models.pretrained import PretrainedWeightsError
 from crackscan.runtime.predictor import METADATA_KEY, ModelLoadError, ModelMetadata, resolve_model_path
-
-log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-3  # logits; fp16-stored weights round-trip exactly, float32 sums differ by ~1e-5
 
