@@ -139,3 +139,78 @@ def test_unknown_architecture_is_a_clear_error_and_writes_nothing(tmp_path: Path
     result = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), *ARGS, "--arch", "no_such_net"])
     assert result.exit_code == 1 and "unknown architecture" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path) -> None:
+    """`--weights crack-cls` starts from the bundled model (its Conv and Gemm weights poured back, checked against
+    ONNX Runtime); the options its metadata records are named when they differ, before anything is written."""
+    from crackscan.models.from_onnx import onnx_model_metadata, onnx_weights_file
+
+    bundled = onnx_weights_file("crack-cls")
+    meta = onnx_model_metadata(bundled)
+    data = _patches(tmp_path / "data", per_class=10, size=meta.input_size + 8)
+    wrong = runner.invoke(
+        app, ["train", "classify", str(data), "--out", str(tmp_path / "bad"), "--weights", "crack-cls"]
+    )
+    assert (
+        wrong.exit_code == 1
+        and f"--arch {meta.arch}" in wrong.output
+        and f"--img-size {meta.input_size}" in wrong.output
+    )
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "run"
+    fit = ["--arch", meta.arch, "--img-size", str(meta.input_size), *ARGS[2:]]
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), "--weights", "crack-cls", *fit])
+    assert result.exit_code == 0, result.output
+    assert "ONNX model" in result.output and "max |Δlogit|" in result.output
+    assert load_predictor(out / "model.onnx").metadata.class_names == meta.class_names
+
+    three = _patches(tmp_path / "three", per_class=6, size=meta.input_size + 8)
+    (three / "Spalling").mkdir()
+    for f in sorted((three / "Negative").iterdir())[:6]:
+        (three / "Spalling" / f.name).write_bytes(f.read_bytes())
+    other = runner.invoke(
+        app, ["train", "classify", str(three), "--out", str(tmp_path / "o"), "--weights", "crack-cls", *fit]
+    )
+    assert other.exit_code == 1 and "classes must be the same" in other.output
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenetv2_100"])
+def test_onnx_weights_recovered_with_a_linear_head(tmp_path: Path, arch: str) -> None:
+    """A trained classifier's export (BatchNorms folded, the head a Gemm) comes back into a fresh model: the same
+    logits as the graph, and every Linear weight equal to the trained one."""
+    from crackscan.models.from_onnx import load_onnx_weights
+    from crackscan.runtime.export import export_onnx
+    from crackscan.runtime.predictor import ModelMetadata
+
+    torch.manual_seed(0)
+    trained = create_classifier(arch, 2)
+    with torch.no_grad():  # BatchNorm statistics and affine parameters unlike a fresh layer's
+        for m in trained.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    trained.eval()
+    meta = ModelMetadata(
+        task="classify",
+        arch=arch,
+        class_names=["no_crack", "crack"],
+        crack_class=1,
+        input_size=64,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
+    path = tmp_path / "model.onnx"
+    export_onnx(trained, meta, path, parity_images=np.zeros((1, 64, 64, 3), np.uint8))
+    fresh = create_classifier(arch, 2)
+    batches = [torch.randn(8, 3, 64, 64) for _ in range(2)]
+    message = load_onnx_weights(fresh, path, batches)
+    assert "max |Δlogit|" in message
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh(batches[0]), trained(batches[0]), atol=1e-3)
+    head = [m for m in fresh.modules() if isinstance(m, torch.nn.Linear)][-1]
+    trained_head = [m for m in trained.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert torch.allclose(head.weight, trained_head.weight) and torch.allclose(head.bias, trained_head.bias)

@@ -34,7 +34,11 @@ def classify(
     lr: float = typer.Option(2e-3, "--lr", min=0.0),
     freeze_epochs: int = typer.Option(2, "--freeze-epochs", min=0, help="Epochs with the backbone frozen."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start from ImageNet weights."),
-    weights: Path | None = typer.Option(None, "--weights", help="Local backbone weights (state dict)."),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help="Weights to start from: a backbone state dict, or an exported model to fine-tune (.onnx, or crack-cls).",
+    ),
     out_dir: Path = typer.Option(Path("runs/classify"), "--out", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     seed: int = typer.Option(0, "--seed"),

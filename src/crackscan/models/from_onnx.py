@@ -4,7 +4,8 @@ Export folds every BatchNorm into the convolution before it (and may store weigh
 so an exported graph holds one weight and one bias per convolution and no BatchNorm statistics.
 :func:`load_onnx_weights` pours those back into a freshly built model of the same architecture:
 
-* convolutions are paired with the graph's ``Conv`` nodes in execution order (shapes must agree);
+* convolutions and linear layers are paired with the graph's ``Conv`` and ``Gemm`` nodes in execution
+  order (kinds and shapes must agree);
 * a BatchNorm that follows a convolution gets the statistics of that convolution's output measured
   on ``calibration`` batches (mean ``m``, variance ``v``), with ``gamma = sqrt(v + eps)`` and
   ``beta = bias + m`` — so in eval mode the layer adds exactly the folded bias (the graph's function
@@ -26,6 +27,7 @@ from torch import nn
 from crackscan.models.pretrained import PretrainedWeightsError
 from crackscan.runtime.predictor import METADATA_KEY, ModelLoadError, ModelMetadata, resolve_model_path
 
+_LAYER_OPS = {"Conv": nn.Conv2d, "Gemm": nn.Linear}  # graph op -> the torch layer that exports as it
 PARITY_TOLERANCE = 1e-3  # logits; fp16-stored weights round-trip exactly, float32 sums differ by ~1e-5
 
 
@@ -60,10 +62,10 @@ def onnx_model_metadata(path: str | Path) -> ModelMetadata:
     return ModelMetadata.from_json(props[METADATA_KEY])
 
 
-def _onnx_conv_params(path: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(weight, bias) of every Conv node of the graph, in node order, as float32."""
+def _onnx_layer_params(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(op, weight, bias) of every Conv and Gemm node of the graph, in node order, as float32 in torch's layout."""
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     proto = onnx.load(str(path))
     tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
@@ -74,25 +76,34 @@ def _onnx_conv_params(path: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
             tensors[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     params = []
     for node in proto.graph.node:
-        if node.op_type != "Conv":
+        if node.op_type not in _LAYER_OPS:
             continue
         if node.input[1] not in tensors:
-            raise PretrainedWeightsError(f"{path}: Conv {node.name} takes a weight that is not stored in the graph")
+            raise PretrainedWeightsError(
+                f"{path}: {node.op_type} {node.name} takes a weight that is not stored in the graph"
+            )
         weight = tensors[node.input[1]].astype(np.float32)
         bias = tensors[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else None
-        params.append((weight, bias))
+        if node.op_type == "Gemm":  # Y = alpha·A·B' + beta·C, B' = B or Bᵀ; torch's Linear keeps (out, in)
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if attrs.get("transA", 0):
+                raise PretrainedWeightsError(f"{path}: Gemm {node.name} transposes its input (not a linear layer)")
+            weight = weight if attrs.get("transB", 0) else weight.T
+            weight = weight * np.float32(attrs.get("alpha", 1.0))
+            bias = bias * np.float32(attrs.get("beta", 1.0)) if bias is not None else None
+        params.append((node.op_type, np.ascontiguousarray(weight), bias))
     return params
 
 
-def _execution_order(model: nn.Module, example: torch.Tensor) -> tuple[list[nn.Conv2d], dict[nn.Conv2d, nn.Module]]:
-    """Convolutions in the order they run, and the BatchNorm (if any) that takes each one's output."""
-    order: list[nn.Conv2d] = []
-    outputs: dict[int, nn.Conv2d] = {}
-    follows: dict[nn.Conv2d, nn.Module] = {}
+def _execution_order(model: nn.Module, example: torch.Tensor) -> tuple[list[nn.Module], dict[nn.Module, nn.Module]]:
+    """Convolutions and linear layers in the order they run, and the BatchNorm (if any) taking each one's output."""
+    order: list[nn.Module] = []
+    outputs: dict[int, nn.Module] = {}
+    follows: dict[nn.Module, nn.Module] = {}
 
     def after_conv(module: nn.Module, _inp: object, out: torch.Tensor) -> None:
-        order.append(module)  # type: ignore[arg-type]
-        outputs[id(out)] = module  # type: ignore[assignment]
+        order.append(module)
+        outputs[id(out)] = module
 
     def before_norm(module: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
         conv = outputs.get(id(inp[0]))
@@ -101,7 +112,7 @@ def _execution_order(model: nn.Module, example: torch.Tensor) -> tuple[list[nn.C
 
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
             hooks.append(m.register_forward_hook(after_conv))
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             hooks.append(m.register_forward_pre_hook(before_norm))
@@ -112,7 +123,7 @@ def _execution_order(model: nn.Module, example: torch.Tensor) -> tuple[list[nn.C
         for h in hooks:
             h.remove()
     if len(set(map(id, order))) != len(order):
-        raise PretrainedWeightsError("a convolution runs more than once: cannot pair it with the graph's Conv nodes")
+        raise PretrainedWeightsError("a layer runs more than once: cannot pair it with the graph's nodes")
     return order, follows
 
 
@@ -136,11 +147,11 @@ def load_onnx_weights(
     batches = [b.float() for b in calibration]
     if not batches:
         raise PretrainedWeightsError("no calibration images to re-estimate BatchNorm statistics")
-    params = _onnx_conv_params(path)
+    params = _onnx_layer_params(path)
     order, follows = _execution_order(model, batches[0][:1])
     if len(order) != len(params):
         raise PretrainedWeightsError(
-            f"{path}: the graph has {len(params)} convolutions, the model {len(order)} (another architecture?)"
+            f"{path}: the graph has {len(params)} layers with weights, the model {len(order)} (another architecture?)"
         )
     # 1. folded weights in; each BatchNorm an identity plus the folded bias (reproduces the graph in eval mode).
     # Folding scales each output channel by gamma/sqrt(var): 0.03x to 50x the size the layer had before training
@@ -149,10 +160,11 @@ def load_onnx_weights(
     # built layer has, and its BatchNorm takes the inverse scale (``scales``), which changes no output.
     scales: dict[nn.Module, torch.Tensor] = {}
     with torch.no_grad():
-        for i, (conv, (weight, bias)) in enumerate(zip(order, params, strict=True)):
-            if tuple(conv.weight.shape) != weight.shape:
+        for i, (conv, (op, weight, bias)) in enumerate(zip(order, params, strict=True)):
+            if not isinstance(conv, _LAYER_OPS[op]) or tuple(conv.weight.shape) != weight.shape:
                 raise PretrainedWeightsError(
-                    f"{path}: Conv #{i} has weight {weight.shape}, the model's is {tuple(conv.weight.shape)}"
+                    f"{path}: {op} #{i} has weight {weight.shape}, the model's {type(conv).__name__} "
+                    f"{tuple(conv.weight.shape)} (another architecture?)"
                 )
             w = torch.from_numpy(weight)
             norm = follows.get(conv)
@@ -175,15 +187,16 @@ def load_onnx_weights(
             if norm is None and conv.bias is not None:
                 conv.bias.copy_(b)
             elif norm is None and bias is not None and np.any(bias):
-                raise PretrainedWeightsError(f"{path}: Conv #{i} has a bias the model has no place for")
+                raise PretrainedWeightsError(f"{path}: {op} #{i} has a bias the model has no place for")
     # 2. statistics of each BatchNorm's input over the calibration batches
     sums: dict[nn.Module, list[torch.Tensor]] = {}
 
     def collect(module: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
         x = inp[0].detach().double()
+        dims = [d for d in range(x.dim()) if d != 1]  # all but the channels: BatchNorm1d/2d alike
         s = sums.setdefault(module, [torch.zeros(x.shape[1], dtype=torch.float64)] * 2 + [torch.zeros(())])
-        s[0] = s[0] + x.sum((0, 2, 3))
-        s[1] = s[1] + (x * x).sum((0, 2, 3))
+        s[0] = s[0] + x.sum(dims)
+        s[1] = s[1] + (x * x).sum(dims)
         s[2] = s[2] + x.numel() / x.shape[1]
 
     hooks = [norm.register_forward_pre_hook(collect) for norm in follows.values()]
@@ -219,7 +232,7 @@ def load_onnx_weights(
     if diff > PARITY_TOLERANCE:
         raise PretrainedWeightsError(f"{path}: recovered weights disagree with the graph (max |Δlogit| = {diff:.2e})")
     return (
-        f"ONNX model {path} (whole model): {len(order)} convolutions, {len(sums)} BatchNorms re-estimated on "
+        f"ONNX model {path} (whole model): {len(order)} layers, {len(sums)} BatchNorms re-estimated on "
         f"{sum(len(b) for b in batches)} images, max |Δlogit| vs the graph {diff:.1e}"
     )
 

@@ -38,6 +38,7 @@ from crackscan.models.classifiers import (
     load_pretrained,
     normalisation_for,
 )
+from crackscan.models.from_onnx import load_onnx_weights, onnx_model_metadata, onnx_weights_file
 from crackscan.runtime.export import export_onnx
 from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess import load_patch
@@ -257,6 +258,26 @@ class FreezeBackbone(Callback):
 
 
 # ----------------------------------------------------------------------------- run
+def _check_onnx_classifier(cfg: ClassifyConfig, model_file: Path) -> None:
+    """Name the options that rebuild an exported classifier, before any work."""
+    meta = onnx_model_metadata(model_file)
+    if meta.task != "classify":
+        raise TrainingDataError(f"--weights {model_file}: a {meta.task} model, not a classifier")
+    recorded = {"--arch": (meta.arch, cfg.arch), "--img-size": (meta.input_size, cfg.img_size)}
+    wrong = [f"{option} {want}" for option, (want, have) in recorded.items() if want != have]
+    if wrong:
+        raise TrainingDataError(f"--weights {model_file} was built with other options; pass {' '.join(wrong)}")
+
+
+def _check_onnx_classes(model_file: Path, class_names: list[str], data: str) -> None:
+    theirs = list(onnx_model_metadata(model_file).class_names)
+    if theirs != class_names:
+        raise TrainingDataError(
+            f"--weights {model_file} predicts classes {theirs}; {data} has {class_names}: "
+            "fine-tuning keeps the model's head, so the classes must be the same"
+        )
+
+
 def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     """Train, test and export a classifier; everything lands in ``cfg.out``."""
     run_dir = Path(cfg.out)
@@ -268,6 +289,9 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     if cfg.resume and not last.is_file():
         raise TrainingDataError(f"--resume: no checkpoint at {last}")
     norm = normalisation_for(cfg.arch)  # a bad --arch fails here, before anything is written
+    onnx_file = onnx_weights_file(cfg.weights)
+    if onnx_file is not None:
+        _check_onnx_classifier(cfg, onnx_file)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -291,11 +315,16 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         raise TrainingDataError("the training split holds fewer than two classes after skipping unreadable files")
 
     model = create_classifier(cfg.arch, len(class_names))
-    weights_message = load_pretrained(model, cfg.arch, weights=cfg.weights, pretrained=cfg.pretrained)
-    log.info("weights: %s", weights_message)
-
     train_ds = PatchDataset(train_x, train_y, classification_train_transform(cfg.img_size), norm.mean, norm.std)
     val_ds = PatchDataset(val_x, val_y, classification_eval_transform(cfg.img_size), norm.mean, norm.std)
+    if onnx_file is not None:  # an exported (e.g. bundled) model: its folded BatchNorms re-estimated on patches
+        _check_onnx_classes(onnx_file, class_names, cfg.data)
+        n = min(len(train_ds), 128)
+        calibration = [torch.stack([train_ds[i][0] for i in range(b, min(b + 32, n))]) for b in range(0, n, 32)]
+        weights_message = load_onnx_weights(model, onnx_file, calibration)
+    else:
+        weights_message = load_pretrained(model, cfg.arch, weights=cfg.weights, pretrained=cfg.pretrained)
+    log.info("weights: %s", weights_message)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(
         train_ds,
