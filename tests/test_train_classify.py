@@ -141,14 +141,14 @@ def test_unknown_architecture_is_a_clear_error_and_writes_nothing(tmp_path: Path
     assert not out.exists()
 
 
-def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path) -> None:
+def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`--weights crack-cls` starts from the bundled model (its Conv and Gemm weights poured back, checked against
     ONNX Runtime); the options its metadata records are named when they differ, before anything is written."""
     from crackscan.models.from_onnx import onnx_model_metadata, onnx_weights_file
 
     bundled = onnx_weights_file("crack-cls")
     meta = onnx_model_metadata(bundled)
-    data = _patches(tmp_path / "data", per_class=10, size=meta.input_size + 8)
+    data = _patches(tmp_path / meta.extra["training_data"]["root"], per_class=10, size=meta.input_size + 8)
     wrong = runner.invoke(
         app, ["train", "classify", str(data), "--out", str(tmp_path / "bad"), "--weights", "crack-cls"]
     )
@@ -164,6 +164,7 @@ def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "ONNX model" in result.output and "max |Δlogit|" in result.output
     assert load_predictor(out / "model.onnx").metadata.class_names == meta.class_names
+    assert "may train on its held-out images" in caplog.text  # same set name: its split cannot be checked
 
     three = _patches(tmp_path / "three", per_class=6, size=meta.input_size + 8)
     (three / "Spalling").mkdir()

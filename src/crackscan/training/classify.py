@@ -270,12 +270,21 @@ def _check_onnx_classifier(cfg: ClassifyConfig, model_file: Path) -> None:
 
 
 def _check_onnx_classes(model_file: Path, class_names: list[str], data: str) -> None:
-    theirs = list(onnx_model_metadata(model_file).class_names)
+    meta = onnx_model_metadata(model_file)
+    theirs = list(meta.class_names)
     if theirs != class_names:
         raise TrainingDataError(
             f"--weights {model_file} predicts classes {theirs}; {data} has {class_names}: "
             "fine-tuning keeps the model's head, so the classes must be the same"
         )
+    # A classifier's file records its split by name only, so a new split of the same set cannot be checked.
+    recorded = meta.extra.get("training_data", {})
+    if recorded.get("root") == Path(data).resolve().name:
+        log.warning(
+            "--weights %s was trained on a set named %r (%s): this run's split may train on its held-out images; "
+            "judge the result on images neither saw",
+            model_file, recorded.get("root"), recorded.get("split", "split not recorded"),
+        )  # fmt: skip
 
 
 def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
