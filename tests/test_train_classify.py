@@ -176,6 +176,34 @@ def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path, cap
     assert other.exit_code == 1 and "classes must be the same" in other.output
 
 
+def test_fine_tune_may_not_train_on_the_models_test_images(tmp_path: Path) -> None:
+    """A model records the content digests of its test patches; a fine-tune whose split trains on any of them —
+    under another name, in a set of another name — is refused before anything is trained."""
+    data = _patches(tmp_path / "data")
+    out = tmp_path / "run"
+    assert (
+        runner.invoke(app, ["train", "classify", str(data), "--out", str(out), "--no-pretrained", *ARGS]).exit_code == 0
+    )
+    recorded = load_predictor(out / "model.onnx").metadata.extra["training_data"]
+    test_keys = json.loads((out / "split.json").read_text())["splits"]["test"]
+    assert len(recorded["test_digests"]) == len(test_keys) > 0
+    copy = tmp_path / "renamed"  # same bytes, other names, another set name; split with another seed
+    for i, f in enumerate(sorted(data.rglob("*.jpg"))):
+        (copy / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (copy / f.parent.name / f"p{i}.jpg").write_bytes(f.read_bytes())
+    tune = ["train", "classify", str(copy), "--out", str(tmp_path / "ft"), "--weights", str(out / "model.onnx"), *ARGS]
+    refused = runner.invoke(app, [*tune, "--seed", "1"])
+    assert refused.exit_code == 1 and "in the test split of --weights" in " ".join(refused.output.split())
+    assert not (tmp_path / "ft" / "model.onnx").exists()
+    # the model's own split keeps its test patches out: accepted
+    own = runner.invoke(
+        app,
+        ["train", "classify", str(data), "--out", str(tmp_path / "ok"), "--weights", str(out / "model.onnx"),
+         "--split", str(out / "split.json"), *ARGS],
+    )  # fmt: skip
+    assert own.exit_code == 0, own.output
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenetv2_100"])
 def test_onnx_weights_recovered_with_a_linear_head(tmp_path: Path, arch: str) -> None:
     """A trained classifier's export (BatchNorms folded, the head a Gemm) comes back into a fresh model: the same

@@ -466,11 +466,52 @@ def test_train_segment_fine_tunes_an_exported_model(trained_run: tuple[Path, str
         app, [*base, "--out", str(tmp_path / "w"), "--weights", str(out / "model.onnx"), "--arch", "fpn"]
     )
     assert wrong.exit_code != 0 and "--arch unet" in " ".join(wrong.output.split())
-    # a new split with another seed would train on the held-out images the model's split kept out
-    leak = runner.invoke(
-        app, [*base, "--out", str(tmp_path / "s"), "--weights", str(out / "model.onnx"), "--seed", "1"]
+    # the model records its test images' content digests: a split that trains on one of them is refused, even
+    # with every file renamed in a set of another name
+    recorded = load_predictor(out / "model.onnx").metadata.extra["training_data"]["sources"][0]["test_digests"]
+    assert len(recorded) == recorded_test_count(out) > 0
+    copy = tmp_path / "copy"
+    for sub in ("images", "masks"):
+        (copy / sub).mkdir(parents=True)
+        for f in sorted((synth_set / sub).iterdir()):
+            (copy / sub / f"x{f.name}").write_bytes(f.read_bytes())
+    import dataclasses
+
+    from crackscan.data.split import make_split, write_split
+
+    plan = make_split(copy, val=0.25, test=0.0)
+    held_out = {f"images/x{Path(k).name}" for f in (out / "splits").glob("*.json")
+                for k in json.loads(f.read_text())["splits"]["test"]}  # fmt: skip
+    keys = sorted(k for part in plan.splits.values() for k in part)
+    val = [k for k in keys if k not in held_out][:2]
+    write_split(
+        dataclasses.replace(plan, splits={"train": [k for k in keys if k not in val], "val": val}), copy / "split.json"
     )
-    assert leak.exit_code != 0 and "--seed" in " ".join(leak.output.split())
+    leak = runner.invoke(
+        app, ["train", "segment", str(copy), *ARGS, "--out", str(tmp_path / "s"), "--weights", str(out / "model.onnx"),
+              "--split", str(copy / "split.json")],
+    )  # fmt: skip
+    assert leak.exit_code != 0 and "in the test split of --weights" in " ".join(leak.output.split())
+
+
+def recorded_test_count(run: Path) -> int:
+    return sum(len(json.loads(f.read_text())["splits"].get("test", [])) for f in (run / "splits").glob("*.json"))
+
+
+def test_models_without_digests_are_checked_by_how_they_were_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files exported before digests were kept record each set's split by description only."""
+    from crackscan.runtime.predictor import ModelMetadata
+    from crackscan.training import segment
+
+    old = {"sources": [{"name": "data", "split": "new stratified split (seed 0), test part kept out"}]}
+    meta = ModelMetadata(
+        "segment", "unet", ["background", "crack"], 1, 64, (0.5,) * 3, (0.5,) * 3, extra={"training_data": old}
+    )
+    monkeypatch.setattr(segment, "onnx_model_metadata", lambda _: meta)
+    with pytest.raises(segment.TrainingDataError, match="--seed"):
+        segment._check_onnx_held_out("new stratified split (seed 1), test part kept out", "data", [], Path("m.onnx"))
+    segment._check_onnx_held_out("new stratified split (seed 0), test part kept out", "data", [], Path("m.onnx"))
+    segment._check_onnx_held_out("new stratified split (seed 1), test part kept out", "other", [], Path("m.onnx"))
 
 
 def test_training_keeps_freed_memory_on_glibc_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from crackscan.data.classes import canonical_class, crack_index, model_class_names
+from crackscan.data.heldout import find_held_out, held_out_digests, recorded_held_out
 from crackscan.data.layouts import LayoutKind, Sample, index_dataset
 from crackscan.data.split import make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError
@@ -174,6 +175,7 @@ def _resolve_splits(
         "classes": {canonical_class(k): v for k, v in counts.items()},
         "folders": {k: canonical_class(k) for k in counts},
         "counts": {k: len(v) for k, v in splits.items()},
+        "test_digests": held_out_digests(s.image for s in splits.get("test", [])),
     }
     return splits, class_names, summary
 
@@ -269,7 +271,8 @@ def _check_onnx_classifier(cfg: ClassifyConfig, model_file: Path) -> None:
         raise TrainingDataError(f"--weights {model_file} was built with other options; pass {' '.join(wrong)}")
 
 
-def _check_onnx_classes(model_file: Path, class_names: list[str], data: str) -> None:
+def _check_onnx_classes(model_file: Path, class_names: list[str], data: str, train: list[Path]) -> None:
+    """The data's classes must be the model's (its head is kept), and no training image may be one it was tested on."""
     meta = onnx_model_metadata(model_file)
     theirs = list(meta.class_names)
     if theirs != class_names:
@@ -277,9 +280,20 @@ def _check_onnx_classes(model_file: Path, class_names: list[str], data: str) -> 
             f"--weights {model_file} predicts classes {theirs}; {data} has {class_names}: "
             "fine-tuning keeps the model's head, so the classes must be the same"
         )
-    # A classifier's file records its split by name only, so a new split of the same set cannot be checked.
     recorded = meta.extra.get("training_data", {})
-    if recorded.get("root") == Path(data).resolve().name:
+    digests = recorded_held_out(recorded)
+    if digests is not None:
+        leaked = find_held_out(train, digests)
+        if leaked:
+            shown = ", ".join(p.name for p in leaked[:3]) + (" …" if len(leaked) > 3 else "")
+            raise TrainingDataError(
+                f"{len(leaked)} training image(s) of this split ({shown}) are in the test split of --weights "
+                f"{model_file} (same bytes): its test figures would no longer be held out. Pass --split with the "
+                f"model's own split ({recorded.get('split', 'not recorded')}) or leave those images out"
+            )
+        return
+    # Models trained before digests were kept record their split by name only: a new split cannot be checked.
+    if recorded.get("root") and Path(str(recorded["root"])).name == Path(data).resolve().name:
         log.warning(
             "--weights %s was trained on a set named %r (%s): this run's split may train on its held-out images; "
             "judge the result on images neither saw",
@@ -305,6 +319,8 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     splits, class_names, data_summary = _resolve_splits(cfg, run_dir, write=rank_zero)
+    if onnx_file is not None:
+        _check_onnx_classes(onnx_file, class_names, cfg.data, [s.image for s in splits["train"]])
     folder_to_index = {folder: class_names.index(canon) for folder, canon in data_summary["folders"].items()}
 
     def arrays(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -327,7 +343,6 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     train_ds = PatchDataset(train_x, train_y, classification_train_transform(cfg.img_size), norm.mean, norm.std)
     val_ds = PatchDataset(val_x, val_y, classification_eval_transform(cfg.img_size), norm.mean, norm.std)
     if onnx_file is not None:  # an exported (e.g. bundled) model: its folded BatchNorms re-estimated on patches
-        _check_onnx_classes(onnx_file, class_names, cfg.data)
         n = min(len(train_ds), 128)
         calibration = [torch.stack([train_ds[i][0] for i in range(b, min(b + 32, n))]) for b in range(0, n, 32)]
         weights_message = load_onnx_weights(model, onnx_file, calibration)

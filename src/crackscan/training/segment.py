@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crackscan.data.classes import canonical_class
+from crackscan.data.heldout import find_held_out, held_out_digests, recorded_held_out
 from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
 from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
@@ -159,6 +160,7 @@ class SourceSplit:
     split_source: str
     split_file: Path
     licence: str
+    test_digests: list[str] = field(default_factory=list)  # content digests of the test part (data.heldout)
 
 
 def parse_data_argument(arg: str) -> tuple[Path, str | None]:
@@ -217,11 +219,24 @@ def _check_same_split(plan: SplitPlan, name: str, weights: Path) -> None:
         return
 
 
-def _check_same_seed(how: str, name: str, model_file: Path) -> None:
-    """The exported-model counterpart of :func:`_check_same_split`: a model file records how each set was split
-    (not the file lists), so a fine-tune that would draw a new split of a set the model was trained on with
-    another seed is refused — that split's held-out images would train it."""
-    for source in onnx_model_metadata(model_file).extra.get("training_data", {}).get("sources", []):
+def _check_onnx_held_out(how: str, name: str, train: list[Sample], model_file: Path) -> None:
+    """The exported-model counterpart of :func:`_check_same_split`: no training image of this run may be one the
+    model was tested on. A model file records the content digests of its test images (any set: a copy under
+    another name is caught too); files from before digests were kept record how each set was split, so there a
+    new split of a set the model was trained on with another seed is refused."""
+    training_data = onnx_model_metadata(model_file).extra.get("training_data", {})
+    digests = recorded_held_out(training_data)
+    if digests is not None:
+        leaked = find_held_out([s.image for s in train], digests)
+        if leaked:
+            shown = ", ".join(p.name for p in leaked[:3]) + (" …" if len(leaked) > 3 else "")
+            raise TrainingDataError(
+                f"{name}: {len(leaked)} training image(s) of this split ({shown}) are in the test split of "
+                f"--weights {model_file} (same bytes): its test figures would no longer be held out. "
+                "Pass --split with the model's own splits or leave those images out"
+            )
+        return
+    for source in training_data.get("sources", []):
         earlier = str(source.get("split", ""))
         if source.get("name") == name and earlier.startswith("new stratified split") and how != earlier:
             raise TrainingDataError(
@@ -273,22 +288,23 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
                 if plan.kept_official
                 else f"new stratified split (seed {cfg.seed}), test part kept out"
             )
+        train = select_split(index, plan, "train") if plan.splits.get("train") else []
+        val = select_split(index, plan, "val") if plan.splits.get("val") else []
+        test = select_split(index, plan, "test") if plan.splits.get("test") else []
+        if cfg.limit:
+            train, val = train[: cfg.limit], val[: cfg.limit]
         onnx_file = onnx_weights_file(cfg.weights)
         if onnx_file is not None:
-            _check_same_seed(how, name, onnx_file)
+            _check_onnx_held_out(how, name, train, onnx_file)
         elif cfg.weights:
             _check_same_split(plan, name, Path(cfg.weights))
         split_file = run_dir / "splits" / f"{name}.json"
         if write:
             write_split(plan, split_file)
-        train = select_split(index, plan, "train") if plan.splits.get("train") else []
-        val = select_split(index, plan, "val") if plan.splits.get("val") else []
-        if cfg.limit:
-            train, val = train[: cfg.limit], val[: cfg.limit]
         if not train:
             raise TrainingDataError(f"{root}: the split leaves no training images")
-        kept_out = len(plan.splits.get("test", []))
-        sources.append(SourceSplit(name, root, train, val, kept_out, how, split_file, _licence(root)))
+        test_digests = held_out_digests(s.image for s in test)
+        sources.append(SourceSplit(name, root, train, val, len(test), how, split_file, _licence(root), test_digests))
     if not any(s.val for s in sources):
         raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
     return sources
@@ -962,6 +978,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
                 "split_file": str(s.split_file.relative_to(run_dir)),
                 "counts": {"train": len(s.train), "val": len(s.val), "test_kept_out": s.kept_out},
                 "licence": s.licence,
+                "test_digests": s.test_digests,
             }
             for s in sources
         ],
