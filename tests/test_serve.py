@@ -158,6 +158,29 @@ def test_segment_json_and_png(client: TestClient, png: bytes) -> None:
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(raw.content))), mask)
 
 
+def test_segment_and_inspect_take_a_threshold_and_tta(client: TestClient, png: bytes) -> None:
+    """The tiny model's probability is 2e-5 on the wall and 0.985 on the crack: a threshold between keeps the
+    crack, one above it drops it; flip TTA (this model is per-pixel, so flips change nothing) is echoed back."""
+    default = client.post("/v1/segment", files={"file": ("w.png", png)}).json()
+    assert default["tta"] is False and default["crack_pixels"] == 800
+    low = client.post("/v1/segment?threshold=0.01", files={"file": ("w.png", png)}).json()
+    assert low["threshold"] == 0.01 and low["crack_pixels"] == 800
+    high = client.post("/v1/segment", files={"file": ("w.png", png)}, data={"threshold": "0.999"}).json()
+    assert high["threshold"] == 0.999 and high["crack_pixels"] == 0
+    flipped = client.post("/v1/segment?tta=true", files={"file": ("w.png", png)}).json()
+    assert flipped["tta"] is True and flipped["crack_pixels"] == 800
+    raw = client.post("/v1/segment?format=png&threshold=0.3", files={"file": ("w.png", png)})
+    assert raw.headers["x-crackscan-threshold"] == "0.3"
+
+    seen = client.post("/v1/inspect", files={"file": ("w.png", png)}, data={"tta": "true", "threshold": "0.4"}).json()
+    assert seen["tta"] is True and seen["threshold"] == 0.4 and seen["totals"]["cracks"] == 1
+    none = client.post("/v1/inspect?threshold=0.999", files={"file": ("w.png", png)}).json()
+    assert none["crack"] is False and none["cracks"] == []
+    for bad in ("0", "1", "-0.2", "nan", "abc"):
+        assert_error(client.post(f"/v1/segment?threshold={bad}", files={"file": ("a.png", png)}), 422)
+        assert_error(client.post("/v1/inspect", files={"file": ("a.png", png)}, data={"threshold": bad}), 422)
+
+
 def test_inspect_measures_with_and_without_scale(client: TestClient, png: bytes) -> None:
     r = client.post("/v1/inspect", files={"file": ("wall.png", png)}, data={"mm_per_px": "0.1"})
     assert r.status_code == 200, r.text

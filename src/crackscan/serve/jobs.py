@@ -85,21 +85,27 @@ def classify(predictor: OnnxPredictor, uploads: Sequence[Upload], max_pixels: in
     return results
 
 
-def segment(predictor: OnnxPredictor, upload: Upload, max_pixels: int) -> dict[str, Any]:
-    """Tiled segmentation: crack-pixel fraction and the mask as PNG bytes (``mask_png``)."""
+def segment(
+    predictor: OnnxPredictor, upload: Upload, max_pixels: int, *, threshold: float | None = None, tta: bool = False
+) -> dict[str, Any]:
+    """Tiled segmentation: crack-pixel fraction and the mask as PNG bytes (``mask_png``).
+
+    ``threshold`` None: the model's own (its TTA threshold when ``tta``), as ``crackscan predict`` picks it."""
     image = decode(upload, max_pixels)
     meta = predictor.metadata
+    cut = float(threshold) if threshold is not None else meta.threshold_for(tta=tta)
     try:
-        prob = predict_tiled(predictor, image, tile=meta.tile_size)
+        prob = predict_tiled(predictor, image, tile=meta.tile_size, tta=tta)
     except TilingError as exc:
         raise ApiError(400, "bad_image", f"{upload.filename}: {exc}") from None
-    mask = prob >= float(meta.threshold)
+    mask = prob >= cut
     crack_pixels = int(mask.sum())
     return {
         "filename": upload.filename,
         "width_px": int(image.shape[1]),
         "height_px": int(image.shape[0]),
-        "threshold": float(meta.threshold),
+        "threshold": cut,
+        "tta": tta,
         "crack_pixel_fraction": round(crack_pixels / mask.size, 6),
         "crack_pixels": crack_pixels,
         "max_probability": round(float(prob.max()), 6),
@@ -108,11 +114,20 @@ def segment(predictor: OnnxPredictor, upload: Upload, max_pixels: int) -> dict[s
 
 
 def inspect(
-    predictor: OnnxPredictor, upload: Upload, *, max_pixels: int, mm_per_px: float | None, overlay_max_side: int
+    predictor: OnnxPredictor,
+    upload: Upload,
+    *,
+    max_pixels: int,
+    mm_per_px: float | None,
+    overlay_max_side: int,
+    threshold: float | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Full inspection: measurements per crack, totals, severity and an overlay PNG (base64)."""
     image = decode(upload, max_pixels)
-    settings = InspectionSettings(mm_per_px=mm_per_px, max_pixels=max_pixels, overlay_max_side=overlay_max_side)
+    settings = InspectionSettings(
+        mm_per_px=mm_per_px, max_pixels=max_pixels, overlay_max_side=overlay_max_side, threshold=threshold, tta=tta
+    )
     try:
         result = inspect_image(predictor, image, settings=settings, name=upload.filename)
     except (InspectionError, TilingError) as exc:
@@ -150,6 +165,7 @@ def inspect(
         "height_px": result.height,
         "mm_per_px": mm_per_px,
         "threshold": float(result.threshold or 0.5),
+        "tta": tta,
         "crack": result.has_crack,
         "crack_probability": round(float(result.crack_probability or 0.0), 6),
         "severity": result.severity,

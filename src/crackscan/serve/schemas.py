@@ -62,7 +62,8 @@ class SegmentResponse(BaseModel):
     model: str
     width_px: int
     height_px: int
-    threshold: float
+    threshold: float = Field(description="The threshold this answer used: the request's, else the model's.")
+    tta: bool = Field(False, description="Averaged over the image and its flips.")
     crack_pixel_fraction: float = Field(ge=0, le=1, description="Share of pixels at or above the threshold.")
     crack_pixels: int
     max_probability: float = Field(ge=0, le=1)
@@ -115,7 +116,8 @@ class InspectResponse(BaseModel):
     width_px: int
     height_px: int
     mm_per_px: float | None
-    threshold: float
+    threshold: float = Field(description="The threshold this answer used: the request's, else the model's.")
+    tta: bool = Field(False, description="Averaged over the image and its flips.")
     crack: bool = Field(description="At least one crack found (segmenter: a measured crack; classifier: a patch).")
     crack_probability: float = Field(ge=0, le=1, description="Largest crack probability anywhere on the photo.")
     severity: str = Field(description="Band of the widest crack; `none` without cracks, `unknown` without a scale.")

@@ -42,6 +42,20 @@ def _scale(query: float | None, form: float | None) -> float | None:
     return value
 
 
+def _threshold(query: float | None, form: float | None) -> float | None:
+    value = form if form is not None else query
+    if value is not None and not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ApiError(422, "invalid_parameter", f"threshold must be a crack probability in (0, 1), got {value}")
+    return value
+
+
+_THRESHOLD_HELP = (
+    "Crack probability from which a pixel counts as crack, in (0, 1); default: the model's calibrated threshold "
+    "(its TTA threshold with `tta`)."
+)
+_TTA_HELP = "Average the model over the image and its two flips: about 3× the time, a little more accurate."
+
+
 async def _run(service: Service, endpoint: str, model: LoadedModel, fn: Callable[..., T], *args: Any) -> T:
     queue = service.require_queue()
 
@@ -96,11 +110,21 @@ async def segment(
     format: Literal["json", "png"] = Query("json", description="`png`: answer with the mask PNG itself."),
     model: str | None = Query(None, description=_MODEL_HELP),
     model_form: str | None = Form(None, alias="model", description=_MODEL_HELP),
+    threshold: float | None = Query(None, description=_THRESHOLD_HELP),
+    threshold_form: float | None = Form(None, alias="threshold", description=_THRESHOLD_HELP),
+    tta: bool = Query(False, description=_TTA_HELP),
+    tta_form: bool | None = Form(None, alias="tta", description=_TTA_HELP),
     service: Service = Depends(get_service),
 ) -> Any:
+    cut = _threshold(threshold, threshold_form)
+    flips = tta_form if tta_form is not None else tta
     chosen = service.registry.for_task(ENDPOINT_TASKS["/v1/segment"], _pick(model, model_form), "/v1/segment")
     upload = await read_upload(file, service)
-    out = await _run(service, "segment", chosen, jobs.segment, chosen.predictor, upload, service.settings.max_pixels)
+
+    def work() -> dict[str, Any]:
+        return jobs.segment(chosen.predictor, upload, service.settings.max_pixels, threshold=cut, tta=flips)
+
+    out = await _run(service, "segment", chosen, work)
     mask_png: bytes = out.pop("mask_png")
     if format == "png":
         return Response(
@@ -109,6 +133,7 @@ async def segment(
             headers={
                 "X-Crack-Pixel-Fraction": str(out["crack_pixel_fraction"]),
                 "X-Crackscan-Model": chosen.name,
+                "X-Crackscan-Threshold": str(out["threshold"]),
                 "Content-Disposition": 'inline; filename="mask.png"',  # never the client's name in a header
             },
         )
@@ -127,9 +152,15 @@ async def inspect(
     mm_per_px_form: float | None = Form(None, alias="mm_per_px", description="Same as the query parameter."),
     model: str | None = Query(None, description=_MODEL_HELP),
     model_form: str | None = Form(None, alias="model", description=_MODEL_HELP),
+    threshold: float | None = Query(None, description=_THRESHOLD_HELP),
+    threshold_form: float | None = Form(None, alias="threshold", description=_THRESHOLD_HELP),
+    tta: bool = Query(False, description=_TTA_HELP),
+    tta_form: bool | None = Form(None, alias="tta", description=_TTA_HELP),
     service: Service = Depends(get_service),
 ) -> InspectResponse:
     scale = _scale(mm_per_px, mm_per_px_form)
+    cut = _threshold(threshold, threshold_form)
+    flips = tta_form if tta_form is not None else tta
     chosen = service.registry.for_task(ENDPOINT_TASKS["/v1/inspect"], _pick(model, model_form), "/v1/inspect")
     upload = await read_upload(file, service)
 
@@ -140,6 +171,8 @@ async def inspect(
             max_pixels=service.settings.max_pixels,
             mm_per_px=scale,
             overlay_max_side=service.settings.overlay_max_side,
+            threshold=cut,
+            tta=flips,
         )
 
     out = await _run(service, "inspect", chosen, work)

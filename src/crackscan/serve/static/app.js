@@ -110,6 +110,7 @@ async function inspectFile(file) {
   if (mm) form.append("mm_per_px", mm);
   const model = $("model").value;
   if (model) form.append("model", model);
+  if ($("tta").checked) form.append("tta", "true");
 
   try {
     const classifier = models.find((m) => m.task === "classify");
