@@ -290,7 +290,8 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
             )
         train = select_split(index, plan, "train") if plan.splits.get("train") else []
         val = select_split(index, plan, "val") if plan.splits.get("val") else []
-        test = select_split(index, plan, "test") if plan.splits.get("test") else []
+        # the test part is only hashed (data.heldout), never read as pairs: files missing from it are no error
+        test = [index.root / k for k in plan.splits.get("test", []) if (index.root / k).is_file()]
         if cfg.limit:
             train, val = train[: cfg.limit], val[: cfg.limit]
         onnx_file = onnx_weights_file(cfg.weights)
@@ -303,8 +304,10 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
             write_split(plan, split_file)
         if not train:
             raise TrainingDataError(f"{root}: the split leaves no training images")
-        test_digests = held_out_digests(s.image for s in test)
-        sources.append(SourceSplit(name, root, train, val, len(test), how, split_file, _licence(root), test_digests))
+        kept_out = len(plan.splits.get("test", []))
+        sources.append(
+            SourceSplit(name, root, train, val, kept_out, how, split_file, _licence(root), held_out_digests(test))
+        )
     if not any(s.val for s in sources):
         raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
     return sources
