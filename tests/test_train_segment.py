@@ -186,6 +186,24 @@ def test_train_segment_writes_a_calibrated_exported_run(trained_run: tuple[Path,
     assert saved["metadata"]["threshold"] == meta.threshold
 
 
+def test_a_soup_takes_a_runs_checkpoint_as_well_as_its_model(trained_run: tuple[Path, str]) -> None:
+    """tools/average_weights.py rebuilds a Lightning checkpoint with its run's metadata: one epoch's checkpoint
+    and the model.pt saved from it average to the same weights."""
+    import importlib.util
+
+    tool_file = Path(__file__).resolve().parents[1] / "tools" / "average_weights.py"
+    spec = importlib.util.spec_from_file_location("average_weights", tool_file)
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out, _ = trained_run
+    soup = tool.average([out / "model.pt", out / "checkpoints" / "last.ckpt"])
+    model = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert soup["state_dict"].keys() == model["state_dict"].keys()
+    assert all(torch.equal(soup["state_dict"][k], v) for k, v in model["state_dict"].items())
+    assert soup["metadata"]["arch"] == "unet" and len(soup["metadata"]["extra"]["soup_of"]) == 2
+
+
 def test_onnx_matches_torch_on_other_sizes(trained_run: tuple[Path, str]) -> None:
     out, _ = trained_run
     saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)

@@ -1,6 +1,7 @@
 """Average the weights of several trained models of one design (a "model soup", Wortsman et al. 2022).
 
     python tools/average_weights.py runs/a/model.pt runs/b/model.pt --out runs/soup/model.pt
+    python tools/average_weights.py runs/a/model.pt runs/a/checkpoints/last.ckpt --out …   # two epochs of one run
     crackscan export runs/soup/model.pt          # → runs/soup/model.onnx, parity-checked
 
 Soups work for models that share a starting point (one run and its fine-tunes, or runs
@@ -15,6 +16,7 @@ matters (a threshold picked on the test split is not a result).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -24,11 +26,22 @@ SAME = ("task", "arch", "class_names", "crack_class", "input_size", "mean", "std
 SAME_EXTRA = ("encoder", "decoder_channels", "head_stride", "decoder_norm", "preprocess")
 
 
+def _load(path: Path) -> dict:
+    """``{"state_dict", "metadata"}`` of a ``model.pt``, or of a Lightning ``.ckpt`` (rebuilt with its run's
+    metadata by crackscan's loader, so its keys are the network's, as in ``model.pt``)."""
+    if path.suffix == ".ckpt":
+        from crackscan.runtime.torch_backend import load_torch_model
+
+        loaded = load_torch_model(path)
+        return {"state_dict": loaded.model.state_dict(), "metadata": json.loads(loaded.metadata.to_json())}
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def average(paths: list[Path], threshold: float | None = None) -> dict:
     """The averaged ``{"state_dict", "metadata"}`` of ``paths`` (each a crackscan ``model.pt``)."""
     if len(paths) < 2:
         raise SystemExit("give two or more model.pt files")
-    loaded = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    loaded = [_load(p) for p in paths]
     first_meta = loaded[0]["metadata"]
     for path, item in zip(paths[1:], loaded[1:], strict=True):
         meta = item["metadata"]
@@ -59,7 +72,7 @@ def average(paths: list[Path], threshold: float | None = None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", type=Path, help="model.pt files of one design")
+    parser.add_argument("models", nargs="+", type=Path, help="model.pt (or a run's .ckpt) files of one design")
     parser.add_argument("--out", type=Path, required=True, help="where to write the averaged model.pt")
     parser.add_argument("--threshold", type=float, default=None, help="stored threshold (default: the mean)")
     args = parser.parse_args()
