@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from crackscan.data.heldout import DIGEST_HEX, content_digest, find_held_out, held_out_digests, recorded_held_out
 
 
@@ -36,3 +38,15 @@ def test_recorded_digests_of_a_classifier_a_segmenter_and_an_older_model() -> No
     sources = {"sources": [{"name": "x", "test_digests": ["a"]}, {"name": "y", "test_digests": []}, {"name": "z"}]}
     assert recorded_held_out(sources) == {"a"}
     assert recorded_held_out({"sources": [{"name": "z"}]}) is None
+
+
+def test_a_fine_tune_is_refused_only_when_it_trains_on_a_recorded_test_image(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    from crackscan.training.run import TrainingDataError, refuse_held_out
+
+    test, train = _files(tmp_path / "test", 5), _files(tmp_path / "train", 5)
+    recorded = {"sources": [{"name": "walls", "test_digests": held_out_digests(test)}]}
+    assert refuse_held_out(train, {"root": "walls"}, Path("m.onnx")) is False  # no digests: caller falls back
+    assert refuse_held_out(train, recorded, Path("m.onnx")) is True  # checked, nothing shared
+    with pytest.raises(TrainingDataError, match=r"walls: 2 training image\(s\) of this split \(00.jpg, 03.jpg\)"):
+        refuse_held_out([*train, test[0], test[3]], recorded, Path("m.onnx"), what="walls: ")

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from crackscan.data.classes import canonical_class, crack_index, model_class_names
-from crackscan.data.heldout import find_held_out, held_out_digests, recorded_held_out
+from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import LayoutKind, Sample, index_dataset
 from crackscan.data.split import make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError
@@ -51,6 +51,7 @@ from crackscan.training.run import (
     make_trainer,
     plot_curves,
     progress_callbacks,
+    refuse_held_out,
 )
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "TrainingDataError", "train_classifier"]
@@ -281,16 +282,7 @@ def _check_onnx_classes(model_file: Path, class_names: list[str], data: str, tra
             "fine-tuning keeps the model's head, so the classes must be the same"
         )
     recorded = meta.extra.get("training_data", {})
-    digests = recorded_held_out(recorded)
-    if digests is not None:
-        leaked = find_held_out(train, digests)
-        if leaked:
-            shown = ", ".join(p.name for p in leaked[:3]) + (" …" if len(leaked) > 3 else "")
-            raise TrainingDataError(
-                f"{len(leaked)} training image(s) of this split ({shown}) are in the test split of --weights "
-                f"{model_file} (same bytes): its test figures would no longer be held out. Pass --split with the "
-                f"model's own split ({recorded.get('split', 'not recorded')}) or leave those images out"
-            )
+    if refuse_held_out(train, recorded, model_file):
         return
     # Models trained before digests were kept record their split by name only: a new split cannot be checked.
     if recorded.get("root") and Path(str(recorded["root"])).name == Path(data).resolve().name:

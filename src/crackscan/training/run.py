@@ -18,11 +18,31 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from crackscan.data.heldout import find_held_out, recorded_held_out
+
 log = logging.getLogger(__name__)
 
 
 class TrainingDataError(ValueError):
     """The data set cannot train the model; the message says what to fix."""
+
+
+def refuse_held_out(train: list[Path], training_data: dict[str, Any], model_file: Path, *, what: str = "") -> bool:
+    """Raise :class:`TrainingDataError` when a training image of a fine-tune is one ``model_file`` was tested on
+    (its recorded content digests, :mod:`crackscan.data.heldout`). False when the model records no digests
+    (exported before they were kept): the caller then falls back to comparing how the sets were split."""
+    digests = recorded_held_out(training_data)
+    if digests is None:
+        return False
+    leaked = find_held_out(train, digests)
+    if leaked:
+        shown = ", ".join(p.name for p in leaked[:3]) + (" …" if len(leaked) > 3 else "")
+        raise TrainingDataError(
+            f"{what}{len(leaked)} training image(s) of this split ({shown}) are in the test split of --weights "
+            f"{model_file} (same bytes): its test figures would no longer be held out. Pass --split with the "
+            "model's own split, or leave those images out"
+        )
+    return True
 
 
 def launched_as_rank_zero() -> bool:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crackscan.data.classes import canonical_class
-from crackscan.data.heldout import find_held_out, held_out_digests, recorded_held_out
+from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
 from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
@@ -63,6 +63,7 @@ from crackscan.training.run import (
     make_trainer,
     plot_curves,
     progress_callbacks,
+    refuse_held_out,
 )
 
 log = logging.getLogger(__name__)
@@ -225,16 +226,7 @@ def _check_onnx_held_out(how: str, name: str, train: list[Sample], model_file: P
     another name is caught too); files from before digests were kept record how each set was split, so there a
     new split of a set the model was trained on with another seed is refused."""
     training_data = onnx_model_metadata(model_file).extra.get("training_data", {})
-    digests = recorded_held_out(training_data)
-    if digests is not None:
-        leaked = find_held_out([s.image for s in train], digests)
-        if leaked:
-            shown = ", ".join(p.name for p in leaked[:3]) + (" …" if len(leaked) > 3 else "")
-            raise TrainingDataError(
-                f"{name}: {len(leaked)} training image(s) of this split ({shown}) are in the test split of "
-                f"--weights {model_file} (same bytes): its test figures would no longer be held out. "
-                "Pass --split with the model's own splits or leave those images out"
-            )
+    if refuse_held_out([s.image for s in train], training_data, model_file, what=f"{name}: "):
         return
     for source in training_data.get("sources", []):
         earlier = str(source.get("split", ""))
