@@ -13,6 +13,7 @@ from crackscan.cli.evaluate import evaluate as evaluate_cmd
 from crackscan.cli.export import export as export_cmd
 from crackscan.cli.inspect import inspect as inspect_cmd
 from crackscan.cli.measure import measure as measure_cmd
+from crackscan.cli.models import models as models_cmd
 from crackscan.cli.predict import predict as predict_cmd
 from crackscan.cli.serve import serve as serve_cmd
 
@@ -33,6 +34,7 @@ app.command("inspect")(inspect_cmd)
 app.command("export")(export_cmd)
 app.command("bench")(bench_cmd)
 app.command("serve")(serve_cmd)
+app.command("models")(models_cmd)
 
 
 def _version(value: bool) -> None:

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from crackscan.data.classes import canonical_class
 from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
+from crackscan.data.licences import licence_of
 from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
 from crackscan.metrics.segmentation import CALIBRATION_THRESHOLDS, ConfusionMatrix, PixelCounts, ToleranceCurve
@@ -74,17 +75,9 @@ SCHEDULERS = ("cosine-warm-restarts", "plateau", "onecycle")
 # validation pixels, or the mean of each data set's crack IoU (every set weighs the same,
 # however many crack pixels its images hold).
 SELECT_ON = {"pooled": "val_iou", "mean-of-sets": "val_iou_sets"}
+
+
 # Licences of the public sets in ../shared/data (docs/data.md), used when a set has no licence file.
-KNOWN_LICENCES = {
-    "deepcrack": "non-commercial research and education only",
-    "crack500": "AFL-3.0 (source repo)",
-    "crackmix": "none stated",
-    "car_scratch": "MIT",
-    "car_damage": "none stated",
-    "ozgenel": "CC BY 4.0",
-}
-
-
 @dataclass
 class SegmentConfig:
     data: list[str]
@@ -177,15 +170,6 @@ def parse_data_argument(arg: str) -> tuple[Path, str | None]:
     if split != "train":
         raise TrainingDataError(f"{arg}: only a set's train part can train a model (use {path.parent}/train)")
     return path.parent, split
-
-
-def _licence(root: Path) -> str:
-    for pattern in ("SOURCE_LICENSE*", "LICENSE*", "LICENCE*"):
-        for f in sorted(root.glob(pattern)):
-            if f.is_file():
-                first = next((ln.strip() for ln in f.read_text(errors="replace").splitlines() if ln.strip()), "")
-                return f"{f.name}: {first[:120]}"
-    return KNOWN_LICENCES.get(root.name.lower(), "unknown")
 
 
 def _check_same_split(plan: SplitPlan, name: str, weights: Path) -> None:
@@ -298,7 +282,7 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
             raise TrainingDataError(f"{root}: the split leaves no training images")
         kept_out = len(plan.splits.get("test", []))
         sources.append(
-            SourceSplit(name, root, train, val, kept_out, how, split_file, _licence(root), held_out_digests(test))
+            SourceSplit(name, root, train, val, kept_out, how, split_file, licence_of(root), held_out_digests(test))
         )
     if not any(s.val for s in sources):
         raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
