@@ -50,3 +50,18 @@ def test_a_fine_tune_is_refused_only_when_it_trains_on_a_recorded_test_image(tmp
     assert refuse_held_out(train, recorded, Path("m.onnx")) is True  # checked, nothing shared
     with pytest.raises(TrainingDataError, match=r"walls: 2 training image\(s\) of this split \(00.jpg, 03.jpg\)"):
         refuse_held_out([*train, test[0], test[3]], recorded, Path("m.onnx"), what="walls: ")
+
+
+def test_readers_see_how_many_digests_not_the_digests() -> None:
+    from crackscan.data.heldout import without_digests
+
+    meta = {"extra": {"training_data": {"test_digests": ["a", "b"], "sources": [{"test_digests": []}], "root": "x"}}}
+    assert without_digests(meta) == {
+        "extra": {
+            "training_data": {
+                "test_digests": "2 content digests",
+                "sources": [{"test_digests": "0 content digests"}],
+                "root": "x",
+            }
+        }
+    }

@@ -107,6 +107,18 @@ def test_health_ready_models_and_openapi(client: TestClient) -> None:
         assert client.get(f"/docs-static/{asset}").status_code == 200
 
 
+def test_models_list_held_out_digests_by_count(tmp_path: Path) -> None:
+    digests = [f"{i:012x}" for i in range(3)]
+    extra = {"training_data": {"sources": [{"name": "walls", "test_digests": digests}]}}
+    segmentation_model(tmp_path / "seg.onnx", extra=extra)
+    with TestClient(create_app(ServeSettings(models=[str(tmp_path / "seg.onnx")]))) as c:
+        (listed,) = c.get("/v1/models").json()["models"]
+    assert listed["metadata"]["extra"]["training_data"]["sources"][0] == {
+        "name": "walls",
+        "test_digests": "3 content digests",
+    }
+
+
 def test_readyz_is_503_without_models() -> None:
     with TestClient(create_app(ServeSettings(models=[]))) as c:
         r = c.get("/readyz")

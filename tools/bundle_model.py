@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from crackscan.data.heldout import without_digests
 from crackscan.runtime.predictor import BUNDLED_DIR, METADATA_KEY, OnnxPredictor
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -28,19 +29,6 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
-
-
-def _without_digests(value: object) -> object:
-    """``training_data`` with each list of held-out content digests replaced by its length (they are for
-    ``train --weights`` to check, not for a reader)."""
-    if isinstance(value, dict):
-        return {
-            k: (f"{len(v)} content digests" if k == "test_digests" and isinstance(v, list) else _without_digests(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_without_digests(v) for v in value]
-    return value
 
 
 def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
@@ -71,7 +59,7 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
         "Training data (as recorded in the model):",
         "",
         "```json",
-        json.dumps(_without_digests(extra.get("training_data", {})), indent=2, default=str)[:4000],
+        json.dumps(without_digests(extra.get("training_data", {})), indent=2, default=str)[:4000],
         "```",
         "",
     ]

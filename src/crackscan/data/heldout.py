@@ -52,3 +52,16 @@ def find_held_out(paths: Iterable[str | Path], digests: set[str]) -> list[Path]:
     """The ``paths`` whose content digest is one of ``digests`` (a fine-tune's leaked training images)."""
     paths = [Path(p) for p in paths]
     return [p for p, d in zip(paths, _digests(paths), strict=True) if d in digests]
+
+
+def without_digests(value: Any) -> Any:
+    """``value`` (metadata, nested) with each list of held-out digests replaced by how many there are: they are
+    for ``train --weights`` to check, not for a reader (model cards, the service's /v1/models)."""
+    if isinstance(value, Mapping):
+        return {
+            k: (f"{len(v)} content digests" if k == "test_digests" and isinstance(v, list) else without_digests(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [without_digests(v) for v in value]
+    return value

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends
 
+from crackscan.data.heldout import without_digests
 from crackscan.serve.deps import Service, get_service
 from crackscan.serve.limits import require_api_key
 from crackscan.serve.schemas import ERROR_RESPONSES, ModelInfo, ModelList
@@ -49,7 +50,7 @@ async def list_models(service: Service = Depends(get_service)) -> ModelList:
                 threshold=float(meta.threshold),
                 crackscan_version=meta.crackscan_version,
                 default_for=defaults.get(m.name, []),
-                metadata=rest,
+                metadata=without_digests(rest),
             )
         )
     return ModelList(models=out)
