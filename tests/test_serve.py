@@ -152,6 +152,11 @@ def test_classify_several_files(client: TestClient) -> None:
     assert dark_r == {**dark_r, "filename": "dark.jpg", "label": "crack", "crack": True}
     assert light_r["label"] == "no_crack" and light_r["crack"] is False
     assert 0.5 < light_r["probability"] <= 1 and light_r["crack_probability"] < 0.5
+    # a threshold of the caller's: under the light image's crack probability, both are cracks
+    low = light_r["crack_probability"] / 2
+    again = client.post(f"/v1/classify?threshold={low}", files=[("file", ("light.png", light))]).json()
+    assert again["threshold"] == low and again["results"][0]["crack"] is True
+    assert_error(client.post("/v1/classify", files=[("file", ("a.png", light))], data={"threshold": "1.5"}), 422)
 
 
 def test_segment_json_and_png(client: TestClient, png: bytes) -> None:

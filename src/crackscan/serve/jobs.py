@@ -64,13 +64,16 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def classify(predictor: OnnxPredictor, uploads: Sequence[Upload], max_pixels: int) -> list[dict[str, Any]]:
-    """Whole-image classification of each upload, as ``crackscan predict`` does (same reader, resize, threshold)."""
+def classify(
+    predictor: OnnxPredictor, uploads: Sequence[Upload], max_pixels: int, threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """Whole-image classification of each upload, as ``crackscan predict`` does (same reader, resize, threshold;
+    ``threshold`` None: the model's)."""
     meta = predictor.metadata
     size = int(meta.input_size)
     batch = np.stack([resize_patch(decode(u, max_pixels, min_side=size), size) for u in uploads])
     probs = predictor.class_probabilities(batch)
-    labels = predict_labels(probs, meta.crack_class, meta.threshold)
+    labels = predict_labels(probs, meta.crack_class, meta.threshold if threshold is None else threshold)
     results = []
     for upload, row, label in zip(uploads, probs, labels, strict=True):
         results.append(

@@ -53,6 +53,7 @@ _THRESHOLD_HELP = (
     "Crack probability from which a pixel counts as crack, in (0, 1); default: the model's calibrated threshold "
     "(its TTA threshold with `tta`)."
 )
+_CLASSIFY_THRESHOLD_HELP = "Crack probability from which an image counts as crack, in (0, 1); default: the model's."
 _TTA_HELP = "Average the model over the image and its two flips: about 3× the time, a little more accurate."
 
 
@@ -79,8 +80,11 @@ async def classify(
     file: list[UploadFile] = File(..., description=_FILE_HELP + " Repeat the field for several images."),
     model: str | None = Query(None, description=_MODEL_HELP),
     model_form: str | None = Form(None, alias="model", description=_MODEL_HELP),
+    threshold: float | None = Query(None, description=_CLASSIFY_THRESHOLD_HELP),
+    threshold_form: float | None = Form(None, alias="threshold", description=_CLASSIFY_THRESHOLD_HELP),
     service: Service = Depends(get_service),
 ) -> ClassifyResponse:
+    cut = _threshold(threshold, threshold_form)
     if len(file) > service.settings.max_files:
         raise ApiError(
             422, "too_many_files", f"{len(file)} files in one request; the limit is {service.settings.max_files}"
@@ -88,9 +92,10 @@ async def classify(
     chosen = service.registry.for_task(ENDPOINT_TASKS["/v1/classify"], _pick(model, model_form), "/v1/classify")
     uploads = [await read_upload(f, service) for f in file]
     results = await _run(
-        service, "classify", chosen, jobs.classify, chosen.predictor, uploads, service.settings.max_pixels
+        service, "classify", chosen, jobs.classify, chosen.predictor, uploads, service.settings.max_pixels, cut
     )
-    return ClassifyResponse(model=chosen.name, threshold=float(chosen.predictor.metadata.threshold), results=results)
+    used = cut if cut is not None else float(chosen.predictor.metadata.threshold)
+    return ClassifyResponse(model=chosen.name, threshold=used, results=results)
 
 
 @router.post(
