@@ -32,7 +32,12 @@ def test_the_bundled_catalogue_lists_every_model_with_its_training_licences() ->
 
 def test_one_model_file_in_full(tmp_path: Path) -> None:
     sources = [
-        {"name": "walls", "licence": "CC BY-NC 4.0", "counts": {"train": 40, "val": 8, "test_kept_out": 9}},
+        {
+            "name": "walls",
+            "licence": "CC BY-NC 4.0",
+            "counts": {"train": 40, "val": 8, "test_kept_out": 9},
+            "test_digests": [f"{i:012x}" for i in range(9)],
+        },
         {"name": "roads", "licence": "MIT (LICENSE)", "counts": {"train": 20, "val": 4, "test_kept_out": 0}},
     ]
     extra = {
@@ -46,12 +51,16 @@ def test_one_model_file_in_full(tmp_path: Path) -> None:
     s = summarise(model)
     assert (s.task, s.threshold, s.tta_threshold, s.card) == ("segment", 0.45, 0.41, None)
     assert s.encoder == "tf_efficientnet_lite0"
-    assert [(t.name, t.train, t.test) for t in s.training_sets] == [("walls", 40, 9), ("roads", 20, 0)]
+    assert [(t.name, t.train, t.test, t.test_digests) for t in s.training_sets] == [
+        ("walls", 40, 9, 9),
+        ("roads", 20, 0, None),
+    ]
     assert s.metrics == {"val_iou": 0.61}  # headline figures only
     assert restrictive_licences(s) == ["walls (CC BY-NC 4.0)"]
     shown = runner.invoke(app, ["models", str(model)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0 and "crackscan train segment walls roads" in shown.output
     assert "0.45 (TTA 0.41)" in shown.output and "trained on walls" in shown.output
+    assert "9 test images' digests recorded" in " ".join(shown.output.split())
 
     # a classifier records one class-folder set; its licence comes from the known public sets
     cls = classification_model(tmp_path / "cls.onnx", extra={"training_data": {"root": "/data/ozgenel"}})

@@ -186,7 +186,7 @@ def test_fine_tune_may_not_train_on_the_models_test_images(tmp_path: Path) -> No
     )
     recorded = load_predictor(out / "model.onnx").metadata.extra["training_data"]
     test_keys = json.loads((out / "split.json").read_text())["splits"]["test"]
-    assert len(recorded["test_digests"]) == len(test_keys) > 0
+    assert len(recorded["test_digests"]) == len(test_keys) > 0 and recorded["licence"] == "unknown"
     copy = tmp_path / "renamed"  # same bytes, other names, another set name; split with another seed
     for i, f in enumerate(sorted(data.rglob("*.jpg"))):
         (copy / f.parent.name).mkdir(parents=True, exist_ok=True)

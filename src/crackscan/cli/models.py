@@ -39,7 +39,12 @@ def _one(s: ModelSummary) -> None:
     ]
     for t in s.training_sets:
         counts = ", ".join(f"{k} {v}" for k, v in (("train", t.train), ("val", t.val), ("test kept out", t.test)) if v)
-        rows.append((f"trained on {t.name}", f"{t.licence}" + (f"; {counts}" if counts else "")))
+        checked = (
+            f"; {t.test_digests} test images' digests recorded (fine-tunes are checked against them)"
+            if t.test_digests is not None
+            else ""
+        )
+        rows.append((f"trained on {t.name}", f"{t.licence}" + (f"; {counts}" if counts else "") + checked))
     rows += [(k, f"{v:.4f}") for k, v in s.metrics.items()]
     rows += [("command", s.command or "not recorded"), ("card", s.card or "none")]
     for key, value in rows:

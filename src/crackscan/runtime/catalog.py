@@ -34,6 +34,7 @@ class TrainingSet:
     train: int | None = None
     val: int | None = None
     test: int | None = None  # kept out of training
+    test_digests: int | None = None  # content digests of the test images recorded (None: model predates them)
 
 
 @dataclass
@@ -59,6 +60,10 @@ class ModelSummary:
         return asdict(self)
 
 
+def _count(digests: Any) -> int | None:
+    return len(digests) if isinstance(digests, list) else None
+
+
 def _training_sets(meta: ModelMetadata) -> list[TrainingSet]:
     data = meta.extra.get("training_data") or {}
     sets = []
@@ -71,13 +76,23 @@ def _training_sets(meta: ModelMetadata) -> list[TrainingSet]:
                 train=counts.get("train"),
                 val=counts.get("val"),
                 test=counts.get("test_kept_out"),
+                test_digests=_count(source.get("test_digests")),
             )
         )
     if not sets and data.get("root"):  # classifiers: one class-folder set
         name = Path(str(data["root"])).name
         counts = data.get("counts", {})
         licence = data.get("licence") or KNOWN_LICENCES.get(name.lower(), "unknown")
-        sets.append(TrainingSet(name, str(licence), counts.get("train"), counts.get("val"), counts.get("test")))
+        sets.append(
+            TrainingSet(
+                name,
+                str(licence),
+                counts.get("train"),
+                counts.get("val"),
+                counts.get("test"),
+                _count(data.get("test_digests")),
+            )
+        )
     return sets
 
 

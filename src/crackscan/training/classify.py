@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from crackscan.data.classes import canonical_class, crack_index, model_class_names
 from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import LayoutKind, Sample, index_dataset
+from crackscan.data.licences import licence_of
 from crackscan.data.split import make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError
 from crackscan.models.classifiers import (
@@ -172,6 +173,7 @@ def _resolve_splits(
     class_names = model_class_names(list(counts))
     summary = {
         "root": str(Path(cfg.data).resolve()),
+        "licence": licence_of(Path(cfg.data)),
         "split": source,
         "classes": {canonical_class(k): v for k, v in counts.items()},
         "folders": {k: canonical_class(k) for k in counts},
