@@ -1,4 +1,4 @@
-"""``crackscan data``: check, fix, split, import and synthesise data sets."""
+"""``crackscan data``: check, fix, split, cut into patches, import and synthesise data sets."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from crackscan.cli._progress import progress_bar
 from crackscan.data.layouts import LayoutError
 from crackscan.imageio import DEFAULT_MAX_PIXELS
 
-app = typer.Typer(help="Check, fix, split, import and synthesise data sets.", no_args_is_help=True)
+app = typer.Typer(help="Check, fix, split, cut into patches, import and synthesise data sets.", no_args_is_help=True)
 
 MaxPixels = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images with more pixels.")
 MaskDir = typer.Option(None, "--mask-dir", help="Mask folder name when a set has several.")
@@ -117,6 +117,52 @@ def fix(
         raise _fail(str(exc)) from None
     out.print(
         f"wrote {report.n_written} samples to {dst}; left out {len(report.left_out)} (listed in {dst / 'REPORT.json'})"
+    )
+
+
+@app.command("patches")
+def patches(
+    src: Path = typer.Argument(..., help="Image/mask data set to cut (never modified)."),
+    dst: Path = typer.Argument(..., help="New folder: DST/<split>/<crack|no_crack>/ patches and PATCHES.json."),
+    size: int = typer.Option(227, "--size", help="Patch side in px (Özgenel's: 227)."),
+    stride: int | None = typer.Option(None, "--stride", help="Step between patches (default: --size, no overlap)."),
+    min_crack: float = typer.Option(
+        0.01,
+        "--min-crack",
+        help="Share of crack pixels from which a patch is 'crack'; patches with fewer (but some) are left out.",
+    ),
+    split_file: Path | None = typer.Option(
+        None, "--split", help="Split file for the photos (default: the layout's, else a new stratified split)."
+    ),
+    val: float = typer.Option(0.15, "--val", min=0.0, max=0.9, help="Validation fraction of photos (no --split)."),
+    test: float = typer.Option(0.15, "--test", min=0.0, max=0.9, help="Test fraction of photos (no --split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the photos' split."),
+    mask_dir: str | None = MaskDir,
+    max_pixels: int = MaxPixels,
+) -> None:
+    """Cut image/mask pairs into crack / no_crack patches for `train classify`; photos are split before cutting."""
+    from crackscan.data.fix import FixError
+    from crackscan.data.patches import PatchError, cut_patches
+    from crackscan.data.split import SplitError
+
+    try:
+        summary = cut_patches(
+            src, dst, size=size, stride=stride, min_crack=min_crack, split=split_file, val=val, test=test,
+            seed=seed, mask_dir=mask_dir, max_pixels=max_pixels,
+        )  # fmt: skip
+    except (LayoutError, FixError, PatchError, SplitError) as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"{escape(str(dst))} ({summary.size}-px patches, split: {escape(summary.split)})")
+    for column in ("split", "photos", "crack", "no_crack"):
+        table.add_column(column)
+    for part, by_class in summary.counts.items():
+        table.add_row(
+            part, str(summary.photos.get(part, 0)), str(by_class.get("crack", 0)), str(by_class.get("no_crack", 0))
+        )
+    out.print(table)
+    out.print(
+        f"left out: {summary.ambiguous} patches with under {summary.min_crack:.0%} crack pixels, "
+        f"{len(summary.left_out)} photos (reasons in {escape(str(dst / 'PATCHES.json'))})"
     )
 
 

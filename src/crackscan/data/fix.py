@@ -114,7 +114,8 @@ class _Done:
     mask_values: tuple[int, ...] = ()
 
 
-def _check_paths(src: Path, dst: Path) -> None:
+def check_destination(src: Path, dst: Path) -> None:
+    """DST must be a new or empty folder outside SRC: nothing a command writes ever lands in (or over) the input."""
     src_r, dst_r = src.resolve(), dst.resolve()
     if dst_r == src_r or src_r in dst_r.parents:
         raise FixError(f"{dst}: DST must not be inside SRC ({src}); SRC is never modified")
@@ -293,7 +294,7 @@ def fix_dataset(
     """
     src, dst = Path(src), Path(dst)
     index = index_dataset(src, mask_dir=mask_dir)
-    _check_paths(src, dst)
+    check_destination(src, dst)
     dst.mkdir(parents=True, exist_ok=True)
     rel = index.relative
 
