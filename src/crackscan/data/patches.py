@@ -30,7 +30,7 @@ from typing import Any
 from crackscan.data.fix import check_destination
 from crackscan.data.layouts import LayoutError, LayoutKind, index_dataset
 from crackscan.data.split import SplitPlan, make_split, read_split
-from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image, read_mask, write_image
+from crackscan.imageio import DEFAULT_MAX_PIXELS, ImageReadError, MaskKind, read_image, read_mask, write_image
 
 CRACK, NO_CRACK = "crack", "no_crack"
 
@@ -106,10 +106,16 @@ def cut_patches(
             continue
         try:
             image = read_image(sample.image, max_pixels=max_pixels)
-            crack = read_mask(sample.mask, max_pixels=max_pixels).labels > 0  # type: ignore[arg-type]
+            mask = read_mask(sample.mask, max_pixels=max_pixels)  # type: ignore[arg-type]
         except ImageReadError as exc:
             summary.left_out.append({"path": str(sample.image), "reason": f"unreadable: {exc.reason}"})
             continue
+        if mask.kind is MaskKind.MULTICLASS:  # wheels and mirrors are not cracks: which class is meant is unknown
+            raise PatchError(
+                f"{sample.mask}: a multi-class index mask (values {', '.join(map(str, mask.source_values[:8]))}); "
+                "patches need binary crack masks: pass --mask-dir with a binary view of the set"
+            )
+        crack = mask.labels > 0
         h, w = crack.shape
         if image.shape[:2] != (h, w):
             summary.left_out.append({"path": str(sample.image), "reason": "image and mask sizes differ"})
