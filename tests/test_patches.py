@@ -93,8 +93,9 @@ def test_a_multi_class_mask_is_refused_with_the_way_out(tmp_path: Path) -> None:
     labels = np.zeros((40, 40), np.uint8)
     labels[5:10, :] = 1
     labels[20:30, :] = 2  # e.g. car_scratch's wheels
+    _pair(tmp_path / "cars", None, "a_binary", (labels == 1).astype(np.uint8))  # read first: its patches are cut
     for sub, array in (("images", np.full((40, 40, 3), 120, np.uint8)), ("masks", labels)):
-        (tmp_path / "cars" / sub).mkdir(parents=True)
-        Image.fromarray(array).save(tmp_path / "cars" / sub / "car.png")
+        Image.fromarray(array).save(tmp_path / "cars" / sub / "b_car.png")
     r = runner.invoke(app, ["data", "patches", str(tmp_path / "cars"), str(tmp_path / "o"), "--size", "32"])
     assert r.exit_code == 1 and "multi-class index mask" in r.output and "--mask-dir" in " ".join(r.output.split())
+    assert list((tmp_path / "o").iterdir()) == []  # no half-made set left behind

@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,44 +100,50 @@ def cut_patches(
     summary = PatchSummary(str(src), str(dst), size, stride, min_crack, how)
     counts: dict[str, Counter[str]] = {}
     dst.mkdir(parents=True, exist_ok=True)
-    for sample in index.samples:
-        part = where.get(index.relative(sample.image))
-        if part is None:  # excluded by the split (a conflicting duplicate …) or not in the given split file
-            summary.left_out.append({"path": str(sample.image), "reason": "not in the split"})
-            continue
-        try:
-            image = read_image(sample.image, max_pixels=max_pixels)
-            mask = read_mask(sample.mask, max_pixels=max_pixels)  # type: ignore[arg-type]
-        except ImageReadError as exc:
-            summary.left_out.append({"path": str(sample.image), "reason": f"unreadable: {exc.reason}"})
-            continue
-        if mask.kind is MaskKind.MULTICLASS:  # wheels and mirrors are not cracks: which class is meant is unknown
-            raise PatchError(
-                f"{sample.mask}: a multi-class index mask (values {', '.join(map(str, mask.source_values[:8]))}); "
-                "patches need binary crack masks: pass --mask-dir with a binary view of the set"
-            )
-        crack = mask.labels > 0
-        h, w = crack.shape
-        if image.shape[:2] != (h, w):
-            summary.left_out.append({"path": str(sample.image), "reason": "image and mask sizes differ"})
-            continue
-        if h < size or w < size:
-            summary.left_out.append({"path": str(sample.image), "reason": f"smaller than a {size}-px patch"})
-            continue
-        # the photo's path (not just its stem) names its patches: two photos called 001.jpg in other folders
-        stem = index.relative(sample.image).rsplit(".", 1)[0].replace("/", "_")
-        summary.photos[part] = summary.photos.get(part, 0) + 1
-        for y in _starts(h, size, stride):
-            for x in _starts(w, size, stride):
-                fraction = float(crack[y : y + size, x : x + size].mean())
-                label = CRACK if fraction >= min_crack else NO_CRACK if fraction == 0 else None
-                if label is None:
-                    summary.ambiguous += 1
-                    continue
-                write_image(dst / part / label / f"{stem}_y{y}_x{x}.png", image[y : y + size, x : x + size])
-                counts.setdefault(part, Counter())[label] += 1
-    summary.counts = {part: dict(sorted(c.items())) for part, c in sorted(counts.items())}
-    if not counts:
-        raise PatchError(f"{src}: no patch could be cut ({len(summary.left_out)} photos left out, see the reasons)")
+    try:
+        for sample in index.samples:
+            part = where.get(index.relative(sample.image))
+            if part is None:  # excluded by the split (a conflicting duplicate …) or not in the given split file
+                summary.left_out.append({"path": str(sample.image), "reason": "not in the split"})
+                continue
+            try:
+                image = read_image(sample.image, max_pixels=max_pixels)
+                mask = read_mask(sample.mask, max_pixels=max_pixels)  # type: ignore[arg-type]
+            except ImageReadError as exc:
+                summary.left_out.append({"path": str(sample.image), "reason": f"unreadable: {exc.reason}"})
+                continue
+            if mask.kind is MaskKind.MULTICLASS:  # wheels and mirrors are not cracks: which class is meant is unknown
+                raise PatchError(
+                    f"{sample.mask}: a multi-class index mask (values {', '.join(map(str, mask.source_values[:8]))}); "
+                    "patches need binary crack masks: pass --mask-dir with a binary view of the set"
+                )
+            crack = mask.labels > 0
+            h, w = crack.shape
+            if image.shape[:2] != (h, w):
+                summary.left_out.append({"path": str(sample.image), "reason": "image and mask sizes differ"})
+                continue
+            if h < size or w < size:
+                summary.left_out.append({"path": str(sample.image), "reason": f"smaller than a {size}-px patch"})
+                continue
+            # the photo's path (not just its stem) names its patches: two photos called 001.jpg in other folders
+            stem = index.relative(sample.image).rsplit(".", 1)[0].replace("/", "_")
+            summary.photos[part] = summary.photos.get(part, 0) + 1
+            for y in _starts(h, size, stride):
+                for x in _starts(w, size, stride):
+                    fraction = float(crack[y : y + size, x : x + size].mean())
+                    label = CRACK if fraction >= min_crack else NO_CRACK if fraction == 0 else None
+                    if label is None:
+                        summary.ambiguous += 1
+                        continue
+                    write_image(dst / part / label / f"{stem}_y{y}_x{x}.png", image[y : y + size, x : x + size])
+                    counts.setdefault(part, Counter())[label] += 1
+        summary.counts = {part: dict(sorted(c.items())) for part, c in sorted(counts.items())}
+        if not counts:
+            raise PatchError(f"{src}: no patch could be cut ({len(summary.left_out)} photos left out, see the reasons)")
+    except BaseException:
+        # DST was new or empty (check_destination): all it holds now is this run's half-made output
+        for child in dst.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
     (dst / "PATCHES.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary
