@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[train,ray,dev]"
+	$(PIP) install --quiet -e ".[train,encoders,ray,dev]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

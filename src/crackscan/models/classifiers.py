@@ -20,9 +20,12 @@ from torch import nn
 from crackscan.models.pretrained import (
     LITE0_ARCH,
     PretrainedWeightsError,
+    has_packaged_weights,
     lite0_package_state_dict,
     load_into,
     load_state_dict_file,
+    packaged_description,
+    packaged_state_dict,
     timm_hub_state_dict,
 )
 
@@ -99,8 +102,10 @@ def load_pretrained(model: nn.Module, arch: str, *, weights: str | None, pretrai
         return load_into(model, load_state_dict_file(weights), what=f"weights file {weights}")
     if not pretrained:
         return "random initialisation (--no-pretrained)"
-    if arch == LITE0_ARCH or truncated_stages(arch) is not None:
+    if truncated_stages(arch) is not None:
         return load_into(model, lite0_package_state_dict(), what="ImageNet EfficientNet-Lite0 (offline package)")
+    if has_packaged_weights(arch):
+        return load_into(model, packaged_state_dict(arch), what=packaged_description(arch))
     return load_into(model, timm_hub_state_dict(arch), what=f"ImageNet {arch} (timm hub)")
 
 

