@@ -204,6 +204,69 @@ def test_fine_tune_may_not_train_on_the_models_test_images(tmp_path: Path) -> No
     assert own.exit_code == 0, own.output
 
 
+def test_several_sets_train_one_classifier_each_split_on_its_own(tmp_path: Path) -> None:
+    """Fine-tuning on a new surface while keeping the old: several class-folder sets, each split on its own
+    (its test part never trains), one model; the record and the test figures are per set, a set may hold only
+    hard negatives, and the run's splits/ folder reproduces the split."""
+    from crackscan.runtime.catalog import summarise
+
+    walls = _patches(tmp_path / "walls", per_class=10)
+    pavement = _patches(tmp_path / "pavement", per_class=10, seed=1)
+    stains = tmp_path / "stains" / "no_crack"  # hard negatives only
+    stains.mkdir(parents=True)
+    for f in sorted((walls / "Negative").iterdir())[:8]:
+        (stains / f"s_{f.name}").write_bytes(f.read_bytes() + b"\0")  # other bytes (after the JPEG's end), same picture
+    out = tmp_path / "run"
+    sets = [str(walls), str(pavement), str(stains.parent)]
+    result = runner.invoke(app, ["train", "classify", *sets, "--out", str(out), "--no-pretrained", *ARGS])
+    assert result.exit_code == 0, result.output
+    assert not (out / "split.json").exists()
+    assert {p.name for p in (out / "splits").iterdir()} == {"walls.json", "pavement.json", "stains.json"}
+    meta = load_predictor(out / "model.onnx").metadata
+    assert meta.class_names == ["no_crack", "crack"]
+    record = meta.extra["training_data"]
+    assert [s["name"] for s in record["sources"]] == ["walls", "pavement", "stains"]
+    assert record["classes"] == {"crack": 20, "no_crack": 28}
+    for source in record["sources"]:
+        split = json.loads((out / source["split_file"]).read_text())["splits"]
+        assert source["counts"]["test_kept_out"] == len(split["test"]) == len(source["test_digests"]) > 0
+        assert not set(split["train"]) & set(split["test"])
+    metrics = json.loads((out / "result.json").read_text())["metrics"]
+    per_set = sum(metrics[f"test_n_{name}"] for name in ("walls", "pavement", "stains"))
+    assert per_set == metrics["test_n"] and 0 <= metrics["test_accuracy_stains"] <= 1
+    assert [s.name for s in summarise(out / "model.onnx").training_sets] == ["walls", "pavement", "stains"]
+
+    again = tmp_path / "again"
+    same = runner.invoke(
+        app,
+        ["train", "classify", *sets, "--out", str(again), "--split", str(out / "splits"), "--no-pretrained", *ARGS],
+    )
+    assert same.exit_code == 0, same.output
+    for name in ("walls", "pavement", "stains"):
+        assert (
+            json.loads((again / "splits" / f"{name}.json").read_text())["splits"]
+            == json.loads((out / "splits" / f"{name}.json").read_text())["splits"]
+        )
+    one_file = runner.invoke(
+        app,
+        ["train", "classify", *sets, "--out", str(tmp_path / "x"), "--split", str(out / "splits" / "walls.json")],
+    )
+    assert one_file.exit_code == 1 and "single data set" in one_file.output
+    copies = tmp_path / "copies"  # the walls again under other names: split otherwise, its test part trains
+    for i, f in enumerate(sorted(walls.rglob("*.jpg"), reverse=True)):
+        (copies / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (copies / f.parent.name / f"c{i:03d}.jpg").write_bytes(f.read_bytes())
+    leak = runner.invoke(app, ["train", "classify", str(walls), str(copies), "--out", str(tmp_path / "z"), *ARGS])
+    assert leak.exit_code == 1 and "byte-for-byte copies of test images" in one_line(leak.output)
+    assert not (tmp_path / "z" / "model.onnx").exists()
+    only_negatives = runner.invoke(app, ["train", "classify", str(stains.parent), "--out", str(tmp_path / "y")])
+    assert only_negatives.exit_code == 1 and "at least two class folders" in one_line(only_negatives.output)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenetv2_100"])
 def test_onnx_weights_recovered_with_a_linear_head(tmp_path: Path, arch: str) -> None:
     """A trained classifier's export (BatchNorms folded, the head a Gemm) comes back into a fresh model: the same

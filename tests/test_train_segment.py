@@ -403,6 +403,24 @@ def test_a_split_folder_gives_each_set_its_own_file_and_a_file_serves_one_set(sy
         _sources({"data": [str(synth_set), str(other)], "split": str(splits / "data.json")}, tmp_path)
 
 
+def test_a_copy_of_one_sets_test_image_may_not_train_through_another_set(synth_set: Path, tmp_path: Path) -> None:
+    """Each set is split on its own, so a copy of a set under another name would train on its test part."""
+    import shutil
+
+    from crackscan.training.segment import TrainingDataError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_set, copy)
+    for sub in ("images", "masks"):  # other names in the reverse order, so another split; same bytes
+        files = sorted((copy / sub).iterdir())
+        for i, f in enumerate(reversed(files)):
+            f.rename(f.with_name(f"c{i:03d}{f.suffix}"))
+    args = {"data": [str(synth_set), str(copy)], "val_fraction": 0.25, "test_fraction": 0.25}
+    with pytest.raises(TrainingDataError, match="byte-for-byte copies of test images"):
+        _sources(args, tmp_path)
+    assert len(_sources({**args, "data": [str(synth_set)]}, tmp_path)) == 1
+
+
 def test_tta_calibration_sees_the_flips_runtime_tta_averages() -> None:
     """Training's TTA calibration and ``--tta`` at run time average the same three views."""
     from crackscan.evaluation.segmentation import segment_image

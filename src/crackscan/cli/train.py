@@ -25,8 +25,14 @@ def _need_train_extra() -> None:
 
 @app.command("classify")
 def classify(
-    data: Path = typer.Argument(..., help="Class-folder data set (ROOT/<class>/*.jpg or ROOT/<split>/<class>/)."),
-    split: Path | None = typer.Option(None, "--split", help="Split file from `crackscan data split`."),
+    data: list[Path] = typer.Argument(
+        ...,
+        help="Class-folder data sets (ROOT/<class>/*.jpg or ROOT/<split>/<class>/); several train one model, "
+        "each split on its own.",
+    ),
+    split: Path | None = typer.Option(
+        None, "--split", help="Split file (one data set), or a folder of <set>.json split files (a run's splits/)."
+    ),
     arch: str = typer.Option("crackscan_lite0_s4", "--arch", help="timm name or crackscan_lite0_s4 (fast default)."),
     img_size: int = typer.Option(96, "--img-size", min=32, help="Input side in px."),
     epochs: int = typer.Option(12, "--epochs", min=1),
@@ -58,7 +64,7 @@ def classify(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
     cfg = ClassifyConfig(
-        data=str(data),
+        data=[str(d) for d in data],
         out=str(out_dir),
         split=str(split) if split else None,
         arch=arch,

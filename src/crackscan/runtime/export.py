@@ -494,9 +494,9 @@ def _samples_of(meta: ModelMetadata, run_dir: Path | None, split: str) -> tuple[
     from crackscan.data.split import read_split, select_split
 
     data = meta.extra.get("training_data") or {}
-    if meta.task == "classify":
+    if meta.task == "classify" and not data.get("sources"):
         entries = [(data.get("root"), run_dir / "split.json" if run_dir else None)]
-    else:
+    else:  # segmenters, and classifiers trained on several sets: one split file per set
         entries = [
             (s.get("root"), (run_dir / s["split_file"]) if run_dir and s.get("split_file") else None)
             for s in data.get("sources", [])

@@ -115,8 +115,9 @@ def _metadata_from_config(run_dir: Path) -> ModelMetadata:
     from crackscan.data.classes import crack_index, model_class_names
     from crackscan.data.layouts import index_dataset
 
+    roots = [cfg["data"]] if isinstance(cfg["data"], str) else list(cfg["data"])  # one set, or several
     try:
-        names = model_class_names(list(index_dataset(cfg["data"]).class_counts))
+        names = model_class_names(list(dict.fromkeys(c for r in roots for c in index_dataset(r).class_counts)))
     except Exception as exc:
         raise ModelLoadError(
             f"{run_dir}: no model.pt or model.onnx to read the class names from, and the training data "
@@ -131,7 +132,7 @@ def _metadata_from_config(run_dir: Path) -> ModelMetadata:
         input_size=int(cfg.get("img_size", 96)),
         mean=norm.mean,
         std=norm.std,
-        extra={"training_data": {"root": str(Path(cfg["data"]).resolve())}},
+        extra={"training_data": {"root": str(Path(roots[0]).resolve())}},
     )
 
 

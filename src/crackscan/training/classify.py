@@ -31,7 +31,7 @@ from crackscan.data.classes import canonical_class, crack_index, model_class_nam
 from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import LayoutKind, Sample, index_dataset
 from crackscan.data.licences import licence_of
-from crackscan.data.split import make_split, read_split, select_split, write_split
+from crackscan.data.split import SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError
 from crackscan.models.classifiers import (
     FAST_DEFAULT,
@@ -52,6 +52,7 @@ from crackscan.training.run import (
     make_trainer,
     plot_curves,
     progress_callbacks,
+    refuse_copies_across_sets,
     refuse_held_out,
 )
 
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ClassifyConfig:
-    data: str
+    data: str | list[str]  # one class-folder set, or several trained together (each split on its own)
     out: str = "runs/classify"
     split: str | None = None
     arch: str = FAST_DEFAULT
@@ -87,6 +88,10 @@ class ClassifyConfig:
     strategy: str = "auto"
     limit_per_class: int | None = None  # for quick runs and tests
     command: str = field(default_factory=lambda: " ".join(["crackscan", *sys.argv[1:]]))
+
+    @property
+    def data_sets(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
 
 
 @dataclass
@@ -135,52 +140,131 @@ def _decode_all(samples: list[Sample], size: int) -> tuple[np.ndarray, list[int]
     return np.stack([decoded[i] for i in kept]), kept, problems  # type: ignore[misc]
 
 
-def _resolve_splits(
-    cfg: ClassifyConfig, run_dir: Path, *, write: bool = True
-) -> tuple[dict[str, list[Sample]], list[str], dict[str, Any]]:
-    index = index_dataset(cfg.data)
-    if index.layout is not LayoutKind.CLASS_FOLDERS:
-        raise TrainingDataError(f"{cfg.data}: classification needs class folders (ROOT/<class>/*.jpg)")
-    counts = index.class_counts
-    empty = [c for c, n in counts.items() if n == 0]
-    if empty:
-        raise TrainingDataError(f"{cfg.data}: class folder(s) with no images: {', '.join(empty)}")
-    if len(counts) < 2:
+@dataclass
+class ResolvedSplits:
+    """Samples per split (all sets together), the set each came from, the model's classes, the record."""
+
+    splits: dict[str, list[Sample]]
+    origins: dict[str, list[str]]  # per split: the name of the set each sample came from
+    class_names: list[str]
+    summary: dict[str, Any]
+
+
+def _set_names(roots: list[str]) -> list[str]:
+    names: list[str] = []
+    for root in roots:
+        name = Path(root).resolve().name or "data"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+def _split_of(cfg: ClassifyConfig, root: str, name: str, split_dir: Path | None) -> tuple[SplitPlan, str]:
+    if split_dir is not None:
+        path = split_dir / f"{name}.json"
+        if not path.is_file():
+            raise TrainingDataError(f"--split {split_dir}: no {name}.json for data set {root}")
+        return read_split(path), f"split file {path}"
+    if cfg.split:
+        return read_split(cfg.split), f"split file {cfg.split}"
+    plan = make_split(root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    return plan, ("kept the layout's split" if plan.kept_official else f"new stratified split, seed {cfg.seed}")
+
+
+def _limit(samples: list[Sample], per_class: int | None) -> list[Sample]:
+    if not per_class:
+        return samples
+    seen: dict[str | None, int] = {}
+    kept = []
+    for s in samples:
+        seen[s.label] = seen.get(s.label, 0) + 1
+        if seen[s.label] <= per_class:
+            kept.append(s)
+    return kept
+
+
+def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -> ResolvedSplits:
+    """Index and split every DATA set (each on its own: its test part never trains), then pool the parts.
+
+    One set keeps the record it always had (``training_data.root``, ``split.json``); several record one
+    entry per set under ``training_data.sources`` with split files in ``splits/<set>.json``, as
+    ``train segment`` does. A set may hold a subset of the classes (only hard negatives, say); together
+    they need two.
+    """
+    roots = cfg.data_sets
+    if not roots:
+        raise TrainingDataError("give at least one class-folder data set")
+    split_dir = Path(cfg.split) if cfg.split and Path(cfg.split).is_dir() else None
+    if cfg.split and split_dir is None and len(roots) > 1:
         raise TrainingDataError(
-            f"{cfg.data}: found only {len(counts)} class ({', '.join(counts) or 'none'}); "
+            "--split FILE applies to a single data set; with several, give a folder of <set>.json files "
+            "(a run's splits/) or none, and each set gets its own split"
+        )
+    splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    origins: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    totals: dict[str, int] = {}
+    sources: list[dict[str, Any]] = []
+    for root, name in zip(roots, _set_names(roots), strict=True):
+        index = index_dataset(root)
+        if index.layout is not LayoutKind.CLASS_FOLDERS:
+            raise TrainingDataError(f"{root}: classification needs class folders (ROOT/<class>/*.jpg)")
+        counts = index.class_counts
+        empty = [c for c, n in counts.items() if n == 0]
+        if empty:
+            raise TrainingDataError(f"{root}: class folder(s) with no images: {', '.join(empty)}")
+        if len(roots) == 1 and len(counts) < 2:
+            raise TrainingDataError(
+                f"{root}: found only {len(counts)} class ({', '.join(counts) or 'none'}); "
+                "a classifier needs at least two class folders"
+            )
+        plan, how = _split_of(cfg, root, name, split_dir)
+        split_file = run_dir / ("split.json" if len(roots) == 1 else f"splits/{name}.json")
+        if write:
+            write_split(plan, split_file)
+        parts = {k: _limit(select_split(index, plan, k), cfg.limit_per_class) for k in splits if plan.splits.get(k)}
+        if not parts.get("train"):
+            raise TrainingDataError(f"{root}: the split leaves no training images; check --split / fractions")
+        for k, samples in parts.items():
+            splits[k] += samples
+            origins[k] += [name] * len(samples)
+        for folder, n in counts.items():
+            totals[canonical_class(folder)] = totals.get(canonical_class(folder), 0) + n
+        sources.append(
+            {
+                "name": name,
+                "root": str(Path(root).resolve()),
+                "licence": licence_of(Path(root)),
+                "split": how,
+                "split_file": str(split_file.relative_to(run_dir)),
+                "classes": {canonical_class(k): v for k, v in counts.items()},
+                "folders": {k: canonical_class(k) for k in counts},
+                "counts": {k: len(v) for k, v in parts.items()},
+                "test_digests": held_out_digests(s.image for s in parts.get("test", [])),
+            }
+        )
+    if not splits["val"]:
+        raise TrainingDataError("the split has no validation images; check --split / fractions")
+    if len(totals) < 2:
+        raise TrainingDataError(
+            f"{', '.join(roots)}: found only the class {', '.join(totals) or 'none'}; "
             "a classifier needs at least two class folders"
         )
-    if cfg.split:
-        plan = read_split(cfg.split)
-        source = f"split file {cfg.split}"
+    if len(sources) > 1:
+        refuse_copies_across_sets([s.image for s in splits["train"]], {d for x in sources for d in x["test_digests"]})
+    splits = {k: v for k, v in splits.items() if v}
+    class_names = model_class_names(list(totals))
+    if len(sources) == 1:
+        summary = {k: v for k, v in sources[0].items() if k not in ("name", "split_file")}
     else:
-        plan = make_split(cfg.data, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
-        source = "kept the layout's split" if plan.kept_official else f"new stratified split, seed {cfg.seed}"
-    if write:
-        write_split(plan, run_dir / "split.json")
-    splits = {name: select_split(index, plan, name) for name in ("train", "val", "test") if plan.splits.get(name)}
-    if not splits.get("train") or not splits.get("val"):
-        raise TrainingDataError("the split has no training or no validation images; check --split / fractions")
-    if cfg.limit_per_class:
-        for name, samples in splits.items():
-            per: dict[str | None, int] = {}
-            kept = []
-            for s in samples:
-                per[s.label] = per.get(s.label, 0) + 1
-                if per[s.label] <= cfg.limit_per_class:
-                    kept.append(s)
-            splits[name] = kept
-    class_names = model_class_names(list(counts))
-    summary = {
-        "root": str(Path(cfg.data).resolve()),
-        "licence": licence_of(Path(cfg.data)),
-        "split": source,
-        "classes": {canonical_class(k): v for k, v in counts.items()},
-        "folders": {k: canonical_class(k) for k in counts},
-        "counts": {k: len(v) for k, v in splits.items()},
-        "test_digests": held_out_digests(s.image for s in splits.get("test", [])),
-    }
-    return splits, class_names, summary
+        for source in sources:  # the catalogue's and segmenters' name for a part that never trains
+            source["counts"]["test_kept_out"] = source["counts"].pop("test", 0)
+        summary = {
+            "sources": sources,
+            "classes": totals,
+            "counts": {k: len(v) for k, v in splits.items()},
+        }
+    return ResolvedSplits(splits, origins, class_names, summary)
 
 
 # ----------------------------------------------------------------------------- model
@@ -274,20 +358,20 @@ def _check_onnx_classifier(cfg: ClassifyConfig, model_file: Path) -> None:
         raise TrainingDataError(f"--weights {model_file} was built with other options; pass {' '.join(wrong)}")
 
 
-def _check_onnx_classes(model_file: Path, class_names: list[str], data: str, train: list[Path]) -> None:
+def _check_onnx_classes(model_file: Path, class_names: list[str], data: list[str], train: list[Path]) -> None:
     """The data's classes must be the model's (its head is kept), and no training image may be one it was tested on."""
     meta = onnx_model_metadata(model_file)
     theirs = list(meta.class_names)
     if theirs != class_names:
         raise TrainingDataError(
-            f"--weights {model_file} predicts classes {theirs}; {data} has {class_names}: "
+            f"--weights {model_file} predicts classes {theirs}; {', '.join(data)} has {class_names}: "
             "fine-tuning keeps the model's head, so the classes must be the same"
         )
     recorded = meta.extra.get("training_data", {})
     if refuse_held_out(train, recorded, model_file):
         return
     # Models trained before digests were kept record their split by name only: a new split cannot be checked.
-    if recorded.get("root") and Path(str(recorded["root"])).name == Path(data).resolve().name:
+    if recorded.get("root") and Path(str(recorded["root"])).name in {Path(d).resolve().name for d in data}:
         log.warning(
             "--weights %s was trained on a set named %r (%s): this run's split may train on its held-out images; "
             "judge the result on images neither saw",
@@ -312,10 +396,11 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    splits, class_names, data_summary = _resolve_splits(cfg, run_dir, write=rank_zero)
+    resolved = _resolve_splits(cfg, run_dir, write=rank_zero)
+    splits, class_names, data_summary = resolved.splits, resolved.class_names, resolved.summary
     if onnx_file is not None:
-        _check_onnx_classes(onnx_file, class_names, cfg.data, [s.image for s in splits["train"]])
-    folder_to_index = {folder: class_names.index(canon) for folder, canon in data_summary["folders"].items()}
+        _check_onnx_classes(onnx_file, class_names, cfg.data_sets, [s.image for s in splits["train"]])
+    test_origins: list[str] = []
 
     def arrays(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         samples = splits.get(name, [])
@@ -323,8 +408,10 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         for p in problems:
             log.warning("skipped unreadable %s: %s", p["path"], p["reason"])
         data_summary.setdefault("skipped", []).extend(problems)
-        labels = np.array([folder_to_index[samples[i].label] for i in kept], dtype=np.int64)  # type: ignore[index]
-        return images, labels
+        if name == "test":
+            test_origins.extend(resolved.origins["test"][i] for i in kept)
+        labels = [class_names.index(canonical_class(str(samples[i].label))) for i in kept]
+        return images, np.array(labels, dtype=np.int64)
 
     cache = round(cfg.img_size * 1.15)
     train_x, train_y = arrays("train", cache)
@@ -405,6 +492,12 @@ def train_classifier(cfg: ClassifyConfig) -> ClassifyResult:
         preds = _predict(model, xs, norm.mean, norm.std, cfg.batch_size * 2)
         metrics[f"{name}_accuracy"] = float((preds.argmax(1) == ys).mean())
         metrics[f"{name}_n"] = float(len(ys))
+        if name == "test" and len(cfg.data_sets) > 1:  # several sets: does the model still know each one?
+            origin = np.asarray(test_origins)
+            for set_name in dict.fromkeys(test_origins):
+                hit = origin == set_name
+                metrics[f"test_accuracy_{set_name}"] = float((preds.argmax(1)[hit] == ys[hit]).mean())
+                metrics[f"test_n_{set_name}"] = float(hit.sum())
 
     metadata = ModelMetadata(
         task="classify",

@@ -45,6 +45,19 @@ def refuse_held_out(train: list[Path], training_data: dict[str, Any], model_file
     return True
 
 
+def refuse_copies_across_sets(train: list[Path], test_digests: set[str]) -> None:
+    """Several sets train one model, each split on its own: an image that is in one set's test part and, as a
+    copy, in another's training part would make the test figures a score on training data. Raise
+    :class:`TrainingDataError` naming the copies (``crackscan data check`` finds duplicates in a set)."""
+    copies = find_held_out(train, test_digests)
+    if copies:
+        shown = ", ".join(str(p) for p in copies[:3]) + (" …" if len(copies) > 3 else "")
+        raise TrainingDataError(
+            f"{len(copies)} training image(s) ({shown}) are byte-for-byte copies of test images of the data sets "
+            "given to this run: remove the copies (`crackscan data check` lists a set's duplicates)"
+        )
+
+
 def launched_as_rank_zero() -> bool:
     """False in the extra processes of a multi-process run (DDP ranks > 0), before any Trainer exists.
 

@@ -64,6 +64,7 @@ from crackscan.training.run import (
     make_trainer,
     plot_curves,
     progress_callbacks,
+    refuse_copies_across_sets,
     refuse_held_out,
 )
 
@@ -286,6 +287,10 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
         )
     if not any(s.val for s in sources):
         raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
+    if len(sources) > 1:
+        refuse_copies_across_sets(
+            [x.image for s in sources for x in s.train], {d for s in sources for d in s.test_digests}
+        )
     return sources
 
 
