@@ -54,6 +54,9 @@ from crackscan.training.run import (
     progress_callbacks,
     refuse_copies_across_sets,
     refuse_held_out,
+    set_names,
+    split_file_in,
+    split_folder,
 )
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "TrainingDataError", "train_classifier"]
@@ -150,21 +153,9 @@ class ResolvedSplits:
     summary: dict[str, Any]
 
 
-def _set_names(roots: list[str]) -> list[str]:
-    names: list[str] = []
-    for root in roots:
-        name = Path(root).resolve().name or "data"
-        while name in names:
-            name += "_"
-        names.append(name)
-    return names
-
-
 def _split_of(cfg: ClassifyConfig, root: str, name: str, split_dir: Path | None) -> tuple[SplitPlan, str]:
     if split_dir is not None:
-        path = split_dir / f"{name}.json"
-        if not path.is_file():
-            raise TrainingDataError(f"--split {split_dir}: no {name}.json for data set {root}")
+        path = split_file_in(split_dir, name, root)
         return read_split(path), f"split file {path}"
     if cfg.split:
         return read_split(cfg.split), f"split file {cfg.split}"
@@ -195,17 +186,12 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
     roots = cfg.data_sets
     if not roots:
         raise TrainingDataError("give at least one class-folder data set")
-    split_dir = Path(cfg.split) if cfg.split and Path(cfg.split).is_dir() else None
-    if cfg.split and split_dir is None and len(roots) > 1:
-        raise TrainingDataError(
-            "--split FILE applies to a single data set; with several, give a folder of <set>.json files "
-            "(a run's splits/) or none, and each set gets its own split"
-        )
+    split_dir = split_folder(cfg.split, len(roots))
     splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
     origins: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     totals: dict[str, int] = {}
     sources: list[dict[str, Any]] = []
-    for root, name in zip(roots, _set_names(roots), strict=True):
+    for root, name in zip(roots, set_names(roots), strict=True):
         index = index_dataset(root)
         if index.layout is not LayoutKind.CLASS_FOLDERS:
             raise TrainingDataError(f"{root}: classification needs class folders (ROOT/<class>/*.jpg)")

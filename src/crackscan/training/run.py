@@ -45,6 +45,37 @@ def refuse_held_out(train: list[Path], training_data: dict[str, Any], model_file
     return True
 
 
+def set_names(roots: list[str] | list[Path]) -> list[str]:
+    """One name per data set given to a run — its folder's name, ``_`` appended to repeats — for its
+    ``splits/<name>.json`` file and its entry in the model's record."""
+    names: list[str] = []
+    for root in roots:
+        name = Path(root).resolve().name or "data"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+def split_folder(split: str | None, n_sets: int) -> Path | None:
+    """``--split`` as a folder of ``<set>.json`` files (a run's ``splits/``), or None when it names one file
+    (only for a single set) or nothing."""
+    folder = Path(split) if split and Path(split).is_dir() else None
+    if split and folder is None and n_sets > 1:
+        raise TrainingDataError(
+            "--split FILE applies to a single data set; with several, give a folder of <set>.json files "
+            "(a run's splits/) or none, and each set gets its own split"
+        )
+    return folder
+
+
+def split_file_in(folder: Path, name: str, root: str | Path) -> Path:
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise TrainingDataError(f"--split {folder}: no {name}.json for data set {root}")
+    return path
+
+
 def refuse_copies_across_sets(train: list[Path], test_digests: set[str]) -> None:
     """Several sets train one model, each split on its own: an image that is in one set's test part and, as a
     copy, in another's training part would make the test figures a score on training data. Raise

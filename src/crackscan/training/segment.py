@@ -66,6 +66,9 @@ from crackscan.training.run import (
     progress_callbacks,
     refuse_copies_across_sets,
     refuse_held_out,
+    set_names,
+    split_file_in,
+    split_folder,
 )
 
 log = logging.getLogger(__name__)
@@ -226,16 +229,10 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
     """Index every DATA set, split it (official split kept, test kept out) and write split files (if ``write``)."""
     if not cfg.data:
         raise TrainingDataError("give at least one data set (ROOT with images/ and masks/)")
-    split_dir = Path(cfg.split) if cfg.split and Path(cfg.split).is_dir() else None
-    if cfg.split and split_dir is None and len(cfg.data) > 1:
-        raise TrainingDataError(
-            "--split FILE applies to a single data set; with several, give a folder of <set>.json files "
-            "(a run's splits/) or none, and each set gets its own split"
-        )
+    split_dir = split_folder(cfg.split, len(cfg.data))
     sources: list[SourceSplit] = []
-    used_names: set[str] = set()
-    for arg in cfg.data:
-        root, _ = parse_data_argument(arg)
+    roots = [parse_data_argument(arg)[0] for arg in cfg.data]
+    for root, name in zip(roots, set_names(roots), strict=True):
         index = index_dataset(root, mask_dir=cfg.mask_dir)
         if index.layout is not LayoutKind.IMAGE_MASK_PAIRS:
             raise TrainingDataError(
@@ -246,15 +243,10 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
                 f"{root}: no image has a mask with the same file stem in {index.mask_dir}/ "
                 f"({len(index.unmatched_images)} images without a mask)"
             )
-        name = root.resolve().name or "data"
-        while name in used_names:
-            name += "_"
-        used_names.add(name)
         if split_dir is not None:
-            if not (split_dir / f"{name}.json").is_file():
-                raise TrainingDataError(f"--split {split_dir}: no {name}.json for data set {root}")
-            plan: SplitPlan = read_split(split_dir / f"{name}.json")
-            how = f"split file {split_dir / f'{name}.json'}"
+            path = split_file_in(split_dir, name, root)
+            plan: SplitPlan = read_split(path)
+            how = f"split file {path}"
         elif cfg.split:
             plan = read_split(cfg.split)
             how = f"split file {cfg.split}"
