@@ -120,7 +120,11 @@ def segment(
     arch: str = typer.Option(
         "unet", "--arch", help="unet | unetplusplus | unet3plus | deeplabv3plus | fpn | other smp."
     ),
-    encoder: str = typer.Option("tf_efficientnet_lite0", "--encoder", help="timm encoder name (smp tu-<name>)."),
+    encoder: str = typer.Option(
+        "tf_efficientnet_lite0",
+        "--encoder",
+        help="timm encoder name (smp tu-<name>); tf_efficientnet_lite0/1/2 load ImageNet weights offline.",
+    ),
     loss: str | None = typer.Option(
         None,
         "--loss",
