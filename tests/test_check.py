@@ -282,7 +282,11 @@ def _timed_check(path: Path, **kwargs: object) -> dict:
 @pytest.mark.shared_data
 def test_shared_deepcrack(shared_data: Path, tmp_path: Path) -> None:
     code, r, _ = _cli_check(shared_data / "deepcrack", tmp_path)
-    assert code == 0
+    # The official split leaks one photo: test 11216.jpg is a re-encoded copy of train 11158.jpg.
+    assert code == 1 and r["problems"] == ["1 near-duplicate group across splits (leakage)"]
+    [leak] = r["near_duplicates"]
+    assert leak["paths"] == ["images/test/11216.jpg", "images/train/11158.jpg"] and leak["similarity"] > 0.99
+    assert r["duplicates"] == []
     assert r["n_pairs"] == 537 and r["n_images"] == 537 and r["n_masks"] == 537
     assert {k: v["n"] for k, v in r["splits"].items()} == {"train": 300, "test": 237}
     assert r["unmatched_images"] == r["unmatched_masks"] == r["corrupt"] == []
@@ -307,6 +311,8 @@ def test_shared_ozgenel(shared_data: Path) -> None:
     assert r["classes"] == {"Negative": 3000, "Positive": 3000}
     assert r["corrupt"] == [] and r["usable"]
     assert r["image_sizes"] == {"227x227": 6000}
+    # About 60 patches were saved twice under other numbers: a split must keep each pair together.
+    assert 50 < len(r["near_duplicates"]) < 200 and min(d["similarity"] for d in r["near_duplicates"]) > 0.95
 
 
 @pytest.mark.shared_data
@@ -314,6 +320,9 @@ def test_shared_crack500_and_car_damage(shared_data: Path) -> None:
     r = _timed_check(shared_data / "crack500")
     assert r["n_pairs"] == 379 and {k: v["n"] for k, v in r["splits"].items()} == {"train": 286, "test": 93}
     assert r["corrupt"] == [] and r["image_sizes"] == {"256x256": 379}
+    # Two photos sit in both splits under one name, saved twice (no byte-for-byte copy).
+    leaks = [d["paths"] for d in r["near_duplicates"] if d["problem"]]
+    assert leaks == [[f"images/test/{n}", f"images/train/{n}"] for n in ("20160329_103609.jpg", "20160329_111111.jpg")]
     r = _timed_check(shared_data / "car_damage")
     assert r["n_pairs"] == 64 and {k: v["n"] for k, v in r["splits"].items()} == {"train": 49, "val": 15}
     assert r["size_mismatches"] == [] and r["corrupt"] == []

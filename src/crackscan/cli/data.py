@@ -14,12 +14,20 @@ from crackscan.cli._common import out
 from crackscan.cli._common import write_json as _write_json
 from crackscan.cli._progress import progress_bar
 from crackscan.data.layouts import LayoutError
+from crackscan.data.similar import DEFAULT_SIMILARITY
 from crackscan.imageio import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(help="Check, fix, split, cut into patches, import and synthesise data sets.", no_args_is_help=True)
 
 MaxPixels = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images with more pixels.")
 MaskDir = typer.Option(None, "--mask-dir", help="Mask folder name when a set has several.")
+Similarity = typer.Option(
+    DEFAULT_SIMILARITY,
+    "--similarity",
+    min=0.0,
+    max=1.0,
+    help="Fingerprint similarity from which two files are near duplicates (re-encoded or resized copies); 0 skips.",
+)
 
 
 @app.command("check")
@@ -28,13 +36,16 @@ def check(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the full report as JSON."),
     mask_dir: str | None = MaskDir,
     max_pixels: int = MaxPixels,
+    similarity: float = Similarity,
 ) -> None:
     """Report what a data set holds and what is broken. Exit 0 when usable, 1 when not."""
     from crackscan.data.check import check_dataset
 
     try:
         with progress_bar("checking", transient=True) as advance:
-            report = check_dataset(root, mask_dir=mask_dir, max_pixels=max_pixels, progress=advance)
+            report = check_dataset(
+                root, mask_dir=mask_dir, max_pixels=max_pixels, progress=advance, similarity=similarity or None
+            )
     except LayoutError as exc:
         raise _fail(str(exc)) from None
     payload = report.to_dict()
@@ -90,6 +101,14 @@ def _print_check(r: dict[str, Any]) -> None:
     listing(
         "exact duplicates",
         [" = ".join(d["paths"]) + (f"  [{d['note']}]" if d.get("note") else "") for d in r["duplicates"]],
+        "yellow",
+    )
+    listing(
+        "near duplicates",
+        [
+            " ~ ".join(d["paths"]) + f"  [similarity {d['similarity']:.3f}; {d['note']}]"
+            for d in r.get("near_duplicates", [])
+        ],
         "yellow",
     )
     listing("warnings", r.get("warnings", []), "yellow")
@@ -174,14 +193,18 @@ def split(
     test: float = typer.Option(0.15, "--test", min=0.0, max=0.9, help="Test fraction."),
     seed: int = typer.Option(0, "--seed", help="Random seed (the split is deterministic)."),
     mask_dir: str | None = MaskDir,
+    similarity: float = Similarity,
 ) -> None:
-    """Deterministic, stratified train/val/test split that keeps duplicates together."""
+    """Deterministic, stratified train/val/test split that keeps exact and near duplicates together."""
     from crackscan.data.split import SplitError, make_split, write_split
 
     if val + test >= 1.0:
         raise _fail("--val + --test must leave something to train on (sum < 1)", code=2)
     try:
-        plan = make_split(root, val=val, test=test, seed=seed, mask_dir=mask_dir)
+        with progress_bar("splitting", transient=True) as advance:
+            plan = make_split(
+                root, val=val, test=test, seed=seed, mask_dir=mask_dir, similarity=similarity or None, progress=advance
+            )
     except (LayoutError, SplitError) as exc:
         raise _fail(str(exc)) from None
     write_split(plan, out_file)

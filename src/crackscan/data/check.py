@@ -1,6 +1,7 @@
 """``crackscan data check``: what a data set holds and what in it is broken.
 
-Every image is hashed (exact duplicates), decoded in full through
+Every image is hashed (exact duplicates), fingerprinted (near duplicates: re-encoded or
+resized copies, :mod:`crackscan.data.similar`), decoded in full through
 :mod:`crackscan.imageio` (a header check misses a truncated JPEG tail) and measured
 after EXIF orientation; every mask is decoded (kind, crack-pixel fraction, size). Bad
 files become entries of the report, never exceptions: the only error raised is
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from crackscan.data.layouts import DatasetIndex, LayoutError, LayoutKind, Sample, index_dataset
+from crackscan.data.similar import DEFAULT_SIMILARITY, fingerprint, link_groups, similar_pairs
 from crackscan.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -62,6 +64,8 @@ class ImageFacts:
     width: int | None = None
     height: int | None = None
     error: str | None = None
+    # Texture fingerprint for the near-duplicate search (crackscan.data.similar); None when flat or not decoded.
+    fingerprint: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -112,7 +116,7 @@ def inspect_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
         log.debug("unexpected error reading %s", path, exc_info=True)
         return ImageFacts(path=path, sha1=sha1, error=f"unreadable ({type(exc).__name__}: {exc})")
     h, w = rgb.shape[:2]
-    return ImageFacts(path=path, sha1=sha1, width=int(w), height=int(h))
+    return ImageFacts(path=path, sha1=sha1, width=int(w), height=int(h), fingerprint=fingerprint(rgb))
 
 
 def inspect_mask(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> MaskFacts:
@@ -197,6 +201,8 @@ class CheckReport:
     unmatched_masks: list[str] = field(default_factory=list)
     size_mismatches: list[dict[str, str]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    similarity: float | None = DEFAULT_SIMILARITY  # near-duplicate threshold; None: not searched
     mask_kinds: dict[str, int] = field(default_factory=dict)
     crack_pixel_fraction: dict[str, float] | None = None
     empty_folders: list[str] = field(default_factory=list)
@@ -226,6 +232,8 @@ class CheckReport:
             "unmatched_masks": list(self.unmatched_masks),
             "size_mismatches": [dict(m) for m in self.size_mismatches],
             "duplicates": [dict(d) for d in self.duplicates],
+            "near_duplicates": [dict(d) for d in self.near_duplicates],
+            "similarity": self.similarity,
             "mask_kinds": dict(self.mask_kinds),
             "crack_pixel_fraction": dict(self.crack_pixel_fraction) if self.crack_pixel_fraction else None,
             "empty_folders": list(self.empty_folders),
@@ -280,8 +288,12 @@ def check_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
+    similarity: float | None = DEFAULT_SIMILARITY,
 ) -> CheckReport:
     """Check every file of the data set at ``root`` and return a :class:`CheckReport`.
+
+    ``similarity``: the fingerprint similarity from which two different files count as
+    near duplicates (:mod:`crackscan.data.similar`); None skips that search.
 
     Raises :class:`LayoutError` only when ``root`` is no data set (missing, a file, or
     without images); broken files are reported, never raised.
@@ -319,7 +331,7 @@ def check_dataset(
         )
     }
 
-    report = CheckReport(root=root, layout=layout_name)
+    report = CheckReport(root=root, layout=layout_name, similarity=similarity)
     report.n_images = len(image_paths)
     report.n_masks = len(mask_paths) if pairs else 0
     report.n_pairs = len(index.samples) if pairs else 0
@@ -386,10 +398,23 @@ def check_dataset(
         }
 
     _find_duplicates(report, index, img_facts, mask_facts)
+    if similarity is not None:
+        _find_near_duplicates(report, index, img_facts, similarity)
     _judge(report, index, layout_name, pairs, paired_masks)
     report.seconds = time.perf_counter() - started
     log.info("checked %s: %d files in %.1f s", root, total, report.seconds)
     return report
+
+
+def _label_and_split_of(samples: list[Sample | None], entry: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The classes and splits a group of copies sits in, also written into its report ``entry``."""
+    labels = sorted({s.label for s in samples if s is not None and s.label is not None})
+    splits = sorted({s.split for s in samples if s is not None and s.split is not None})
+    if labels:
+        entry["classes"] = labels
+    if splits:
+        entry["splits"] = splits
+    return labels, splits
 
 
 def _find_duplicates(
@@ -402,18 +427,13 @@ def _find_duplicates(
     rel = index.relative
     for sha1, paths in group_duplicates(img_facts.values()).items():
         samples = [by_image.get(p) for p in paths]
-        labels = sorted({s.label for s in samples if s is not None and s.label is not None})
-        splits = sorted({s.split for s in samples if s is not None and s.split is not None})
         mask_hashes = {
             mask_facts[s.mask].labels_sha1
             for s in samples
             if s is not None and s.mask is not None and mask_facts[s.mask].error is None
         }
         entry: dict[str, Any] = {"sha1": sha1, "paths": [rel(p) for p in paths]}
-        if labels:
-            entry["classes"] = labels
-        if splits:
-            entry["splits"] = splits
+        labels, splits = _label_and_split_of(samples, entry)
         notes: list[str] = []
         if len(labels) > 1:
             notes.append("conflicting classes: " + ", ".join(labels))
@@ -429,6 +449,41 @@ def _find_duplicates(
             notes.append(f"within {where}")
         entry["note"] = "; ".join(notes)
         report.duplicates.append(entry)
+
+
+def _find_near_duplicates(
+    report: CheckReport, index: DatasetIndex, img_facts: dict[Path, ImageFacts], similarity: float
+) -> None:
+    """Groups of different files (by content hash) whose fingerprints link them."""
+    by_image = {s.image: s for s in index.samples}
+    facts = [f for f in img_facts.values() if f.error is None and f.fingerprint is not None]
+    pairs = similar_pairs([f.fingerprint for f in facts], similarity)
+    groups = link_groups(len(facts), pairs)
+    group_of = {i: g for g, members in enumerate(groups) for i in members}
+    weakest = [1.0] * len(groups)  # the lowest similarity of a link that made the group
+    for i, _, sim in pairs:
+        weakest[group_of[i]] = min(weakest[group_of[i]], sim)
+    for g, group in enumerate(groups):
+        members = [facts[i] for i in group]
+        if len({f.sha1 for f in members}) < 2:
+            continue  # byte-for-byte copies only: listed with the exact duplicates
+        score = weakest[g]
+        samples = [by_image.get(f.path) for f in members]
+        entry: dict[str, Any] = {
+            "paths": sorted(index.relative(f.path) for f in members),
+            "similarity": round(score, 4),
+        }
+        labels, splits = _label_and_split_of(samples, entry)
+        notes: list[str] = []
+        # Only a test copy of a training image is a problem; differing classes may be two
+        # crops of one wall, one with the crack and one without, so they are a warning.
+        if len(splits) > 1:
+            notes.append("leakage across splits: " + ", ".join(splits))
+        entry["problem"] = bool(notes)
+        if len(labels) > 1:
+            notes.append("different classes: " + ", ".join(labels))
+        entry["note"] = "; ".join(notes) or "within " + (f"class {labels[0]}" if labels else "one folder")
+        report.near_duplicates.append(entry)
 
 
 def _judge(
@@ -451,6 +506,9 @@ def _judge(
     bad_dups = [d for d in report.duplicates if d["problem"]]
     if bad_dups:
         problems.append(_plural(len(bad_dups), "duplicate group") + " with conflicting labels or across splits")
+    leaking = [d for d in report.near_duplicates if d["problem"]]
+    if leaking:
+        problems.append(_plural(len(leaking), "near-duplicate group") + " across splits (leakage)")
     if layout_name == UNLABELLED:
         problems.append(
             "no labels: images sit directly in the folder; expected class folders "
@@ -471,6 +529,13 @@ def _judge(
         warnings.append(
             _plural(soft_dups, "group")
             + " of exact duplicates within one class/split (split keeps each group together)"
+        )
+    soft_near = len(report.near_duplicates) - len(leaking)
+    if soft_near:
+        warnings.append(
+            _plural(soft_near, "group")
+            + f" of near duplicates (fingerprint similarity ≥ {report.similarity}) within one split: "
+            "split keeps each group together"
         )
     for folder in report.empty_folders:
         name = Path(folder).name

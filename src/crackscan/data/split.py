@@ -2,8 +2,10 @@
 
 Rules, in order:
 
-1. **Exact duplicates stay together.** Images are grouped by content hash (SHA-1 of
-   the file bytes) and a group is assigned as a whole.
+1. **Duplicates stay together.** Images are grouped by content hash (SHA-1 of the
+   file bytes), groups whose images are near duplicates (re-encoded, resized or
+   re-exposed copies: fingerprint similarity ≥ 0.9, :mod:`crackscan.data.similar`) are
+   merged, and a group is assigned as a whole.
 2. **An official split is kept.** When the layout has split folders, their members
    stay where they are. A missing ``val`` (or ``test``) with a fraction > 0 is carved
    out of ``train`` — that fraction *of train* — stratified and deterministic. Copies
@@ -28,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crackscan.data.check import inspect_image, inspect_mask, map_files
+from crackscan.data.check import ImageFacts, ProgressCallback, inspect_image, inspect_mask, map_files
 from crackscan.data.layouts import DatasetIndex, LayoutKind, Sample, index_dataset
+from crackscan.data.similar import DEFAULT_SIMILARITY, link_groups, similar_pairs
 from crackscan.imageio import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class SplitPlan:
     strata: dict[str, str] = field(default_factory=dict)  # key -> stratum
     excluded: list[dict[str, str]] = field(default_factory=list)  # [{path, reason}]
     warnings: list[str] = field(default_factory=list)
+    similarity: float | None = None  # near-duplicate threshold used; None: exact duplicates only
     version: int = SPLIT_FILE_VERSION
 
     @property
@@ -80,6 +84,7 @@ class SplitPlan:
             "fractions": dict(self.fractions),
             "stratify": self.stratify,
             "kept_official": self.kept_official,
+            "similarity": self.similarity,
             "counts": self.counts,
             "strata_counts": {k: dict(v) for k, v in self.strata_counts.items()},
             "excluded": [dict(e) for e in self.excluded],
@@ -91,7 +96,7 @@ class SplitPlan:
 
 @dataclass
 class _Group:
-    """Samples sharing one content hash; assigned to a split as a whole."""
+    """Samples sharing one content hash, or near duplicates of each other; assigned to a split as a whole."""
 
     keys: list[str]
     stratum: str
@@ -157,8 +162,13 @@ def make_split(
     seed: int = 0,
     mask_dir: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    similarity: float | None = DEFAULT_SIMILARITY,
+    progress: ProgressCallback | None = None,
 ) -> SplitPlan:
     """Make a deterministic, stratified train/val/test split of the data set at ``root``.
+
+    ``similarity``: near-duplicate threshold (None: exact duplicates only, and images are
+    only hashed, not decoded).
 
     Raises :class:`~crackscan.data.layouts.LayoutError` when ``root`` is no data set
     and :class:`SplitError` for bad fractions or nothing to split.
@@ -175,23 +185,36 @@ def make_split(
     warnings: list[str] = []
 
     strata = _strata(index, keys, max_pixels, excluded)
-    # Hash bytes only: decoding is check's job, and a zero-byte or unreadable file
-    # would fail the same way in training, so it is left out here with the reason.
-    facts = {f.path: f for f in map_files(lambda p: inspect_image(p, decode=False), [s.image for s in strata])}
+    # Near duplicates need the decoded image; without them only the bytes are hashed.
+    # Either way a file that cannot be read (or decoded) would fail the same way in
+    # training, so it is left out here with the reason.
+    decode = similarity is not None
+    facts = {
+        f.path: f
+        for f in map_files(
+            lambda p: inspect_image(p, decode=decode, max_pixels=max_pixels),
+            [s.image for s in strata],
+            progress=progress,
+        )
+    }
     by_hash: dict[str, list[Sample]] = {}
+    digest: dict[Sample, str] = {}
     for s in strata:
         f = facts[s.image]
         if f.error is not None or f.sha1 is None:
             excluded.append({"path": keys[s], "reason": f"image: {f.error}"})
             continue
         by_hash.setdefault(f.sha1, []).append(s)
+        digest[s] = f.sha1
     if not by_hash:
         raise SplitError(f"{root}: no usable samples to split")
+    if similarity is not None:
+        by_hash = _merge_near_duplicates(by_hash, facts, similarity, keys, warnings)
 
     official = any(s.split for s in index.samples)
     assigned: dict[str, list[str]] = {name: [] for name in SPLITS}
     if official:
-        _split_official(by_hash, keys, strata, val, test, seed, assigned, excluded, warnings)
+        _split_official(by_hash, keys, digest, strata, val, test, seed, assigned, excluded, warnings)
     else:
         groups = [
             _Group(sorted(keys[s] for s in members), _group_stratum(members, strata, keys, warnings))
@@ -217,9 +240,34 @@ def make_split(
         strata={k: stratum_of[k] for members in splits.values() for k in members},
         excluded=sorted(excluded, key=lambda e: e["path"]),
         warnings=warnings,
+        similarity=similarity,
     )
     log.info("split %s: %s", root, plan.counts)
     return plan
+
+
+def _merge_near_duplicates(
+    by_hash: dict[str, list[Sample]],
+    facts: dict[Path, ImageFacts],
+    similarity: float,
+    keys: dict[Sample, str],
+    warnings: list[str],
+) -> dict[str, list[Sample]]:
+    """Merge the content-hash groups whose images are near duplicates of each other."""
+    hashes = list(by_hash)
+    prints = [facts[by_hash[h][0].image].fingerprint for h in hashes]
+    linked = link_groups(len(hashes), similar_pairs(prints, similarity))
+    merged = dict(by_hash)
+    for group in linked:
+        head = hashes[group[0]]
+        for i in group[1:]:
+            merged[head] = merged[head] + merged.pop(hashes[i])
+    if linked:
+        warnings.append(
+            f"{len(linked)} group(s) of near duplicates (similarity ≥ {similarity}) kept together, "
+            f"{sum(len(g) for g in linked)} distinct files; `crackscan data check` lists them"
+        )
+    return merged
 
 
 def _group_stratum(
@@ -230,7 +278,8 @@ def _group_stratum(
         # Conflicting labels (check reports them as a problem): crack wins for masks,
         # the first class name otherwise; the group still stays together.
         warnings.append(
-            "exact duplicates with different labels kept together: " + ", ".join(sorted(keys[s] for s in members))
+            "duplicates (exact or near) with different labels kept together: "
+            + ", ".join(sorted(keys[s] for s in members))
         )
         return CRACK if CRACK in labels else labels[0]
     return labels[0]
@@ -239,6 +288,7 @@ def _group_stratum(
 def _split_official(
     by_hash: dict[str, list[Sample]],
     keys: dict[Sample, str],
+    digest: dict[Sample, str],
     strata: dict[Sample, str],
     val: float,
     test: float,
@@ -257,10 +307,11 @@ def _split_official(
         kept = [s for s in members if (s.split or "train") == home]
         for s in members:
             if (s.split or "train") != home:
+                kind = "exact" if digest[s] == digest[kept[0]] else "near"
                 excluded.append(
                     {
                         "path": keys[s],
-                        "reason": f"exact duplicate of {keys[kept[0]]} in official split {home} (leakage)",
+                        "reason": f"{kind} duplicate of {keys[kept[0]]} in official split {home} (leakage)",
                     }
                 )
         if home == "train":
@@ -327,6 +378,7 @@ def read_split(path: str | Path) -> SplitPlan:
         strata=dict(raw.get("strata") or {}),
         excluded=list(raw.get("excluded") or []),
         warnings=list(raw.get("warnings") or []),
+        similarity=float(raw["similarity"]) if isinstance(raw.get("similarity"), (int, float)) else None,
         version=version,
     )
 
