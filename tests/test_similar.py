@@ -162,3 +162,20 @@ def test_cli_check_lists_near_duplicates_and_similarity_zero_skips_the_search(tm
     plan = read_split(split_file)
     assert plan.split_of("train/crack/wall.png") is None and plan.similarity == DEFAULT_SIMILARITY
     assert [e["path"] for e in plan.excluded] == ["train/crack/wall.png"]  # named, with the reason
+
+
+def test_fix_leaves_the_training_copy_of_a_test_photo_out_so_the_copy_checks_clean(tmp_path: Path) -> None:
+    from crackscan.data.fix import fix_dataset
+
+    root, dst = tmp_path / "ds", tmp_path / "fixed"
+    _leaky_class_set(root, 2)
+    before = tree_hashes(root)
+    report = fix_dataset(root, dst)
+    [entry] = report.left_out
+    assert entry["path"] == "train/crack/wall.png"
+    assert entry["reason"] == (
+        "near duplicate of test/crack/wall_copy.jpg in split test (kept there only, to avoid leakage)"
+    )
+    assert (dst / "test" / "crack" / "wall_copy.jpg").is_file() and not (dst / "train" / "crack" / "wall.png").exists()
+    assert check_dataset(dst).usable
+    assert tree_hashes(root) == before

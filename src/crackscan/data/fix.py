@@ -15,7 +15,8 @@ What DST holds, in the same layout as SRC (splits, class folders, ``images``/``m
   mismatches, exact duplicate images whose copies carry different labels (all copies:
   nobody knows which label is right), and copies of an image that also sits in a
   later official split (the test copy is kept, so the official test set stays whole
-  and training never sees it). Duplicates within one class/split are kept.
+  and training never sees it) — exact copies and near duplicates (re-encoded or resized,
+  :mod:`crackscan.data.similar`) alike. Duplicates within one class/split are kept.
 
 SRC is only ever read.
 """
@@ -27,6 +28,7 @@ import json
 import logging
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ import numpy as np
 
 from crackscan.data.check import ProgressCallback, map_files
 from crackscan.data.layouts import MASK_DIR_NAMES, DatasetIndex, LayoutKind, Sample, index_dataset
+from crackscan.data.similar import DEFAULT_SIMILARITY, fingerprint, link_groups, similar_pairs
 from crackscan.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -112,6 +115,7 @@ class _Done:
     labels_sha1: str | None = None
     mask_kind: str | None = None
     mask_values: tuple[int, ...] = ()
+    fingerprint: np.ndarray | None = None  # near-duplicate search (crackscan.data.similar)
 
 
 def check_destination(src: Path, dst: Path) -> None:
@@ -163,11 +167,19 @@ def _process(job: _Job, max_pixels: int) -> _Done:
             mh, mw = mask.labels.shape[:2]
             return _Done(job, error=f"size mismatch: image {iw}x{ih}, mask {mw}x{mh}", sha1=sha1)
     write_image(job.image_out, rgb, quality=JPEG_QUALITY)
+    texture = fingerprint(rgb)
     if mask is None or job.mask_out is None:
-        return _Done(job, sha1=sha1)
+        return _Done(job, sha1=sha1, fingerprint=texture)
     write_mask(job.mask_out, mask.labels, binary=mask.kind is not MaskKind.MULTICLASS)
     labels_sha1 = hashlib.sha1(np.ascontiguousarray(mask.labels).tobytes()).hexdigest()
-    return _Done(job, sha1=sha1, labels_sha1=labels_sha1, mask_kind=str(mask.kind), mask_values=mask.source_values)
+    return _Done(
+        job,
+        sha1=sha1,
+        labels_sha1=labels_sha1,
+        mask_kind=str(mask.kind),
+        mask_values=mask.source_values,
+        fingerprint=texture,
+    )
 
 
 def _plan_jobs(index: DatasetIndex, dst: Path, left_out: list[dict[str, str]]) -> tuple[list[_Job], str | None]:
@@ -241,6 +253,7 @@ def _resolve_duplicates(
                 kept_groups.append(kept)
             continue
         kept_groups.append(names)
+    _drop_near_copies_across_splits([d for d in written if id(d) not in drop], rel, drop)
     survivors = []
     for d in written:
         if id(d) in drop:
@@ -252,6 +265,21 @@ def _resolve_duplicates(
         else:
             survivors.append(d)
     return survivors, kept_groups
+
+
+def _drop_near_copies_across_splits(written: list[_Done], rel: Callable[[Path], str], drop: dict[int, str]) -> None:
+    """Near duplicates (re-encoded or resized copies) in several official splits: keep the test/val copy only."""
+    pairs = similar_pairs([d.fingerprint for d in written], DEFAULT_SIMILARITY)
+    for group in link_groups(len(written), pairs):
+        members = [written[i] for i in group]
+        splits = {m.job.sample.split for m in members}
+        if len(splits) < 2:
+            continue
+        best = min(splits, key=lambda x: _SPLIT_PRIORITY.get(x or "", 9))
+        kept = ", ".join(rel(m.job.sample.image) for m in members if m.job.sample.split == best)
+        for m in members:
+            if m.job.sample.split != best:
+                drop[id(m)] = f"near duplicate of {kept} in split {best} (kept there only, to avoid leakage)"
 
 
 def _unify_index_masks(written: list[_Done], warnings: list[str], max_pixels: int) -> None:
