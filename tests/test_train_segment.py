@@ -419,6 +419,13 @@ def test_a_copy_of_one_sets_test_image_may_not_train_through_another_set(synth_s
     with pytest.raises(TrainingDataError, match="byte-for-byte copies of test images"):
         _sources(args, tmp_path)
     assert len(_sources({**args, "data": [str(synth_set)]}, tmp_path)) == 1
+    # Saved again a little brighter: no byte is the same, the photos are.
+    from PIL import Image, ImageEnhance
+
+    for f in sorted((copy / "images").iterdir()):
+        ImageEnhance.Brightness(Image.open(f).convert("RGB")).enhance(1.1).save(f)
+    with pytest.raises(TrainingDataError, match=r"near copies \(re-encoded or resized\) of test images"):
+        _sources(args, tmp_path)
 
 
 def test_tta_calibration_sees_the_flips_runtime_tta_averages() -> None:

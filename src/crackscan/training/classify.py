@@ -191,6 +191,7 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
     origins: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     totals: dict[str, int] = {}
     sources: list[dict[str, Any]] = []
+    plans: list[tuple[SplitPlan, Path]] = []  # written once every check has passed: a refused run leaves nothing
     for root, name in zip(roots, set_names(roots), strict=True):
         index = index_dataset(root)
         if index.layout is not LayoutKind.CLASS_FOLDERS:
@@ -206,8 +207,7 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
             )
         plan, how = _split_of(cfg, root, name, split_dir)
         split_file = run_dir / ("split.json" if len(roots) == 1 else f"splits/{name}.json")
-        if write:
-            write_split(plan, split_file)
+        plans.append((plan, split_file))
         parts = {k: _limit(select_split(index, plan, k), cfg.limit_per_class) for k in splits if plan.splits.get(k)}
         if not parts.get("train"):
             raise TrainingDataError(f"{root}: the split leaves no training images; check --split / fractions")
@@ -237,7 +237,14 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
             "a classifier needs at least two class folders"
         )
     if len(sources) > 1:
-        refuse_copies_across_sets([s.image for s in splits["train"]], {d for x in sources for d in x["test_digests"]})
+        refuse_copies_across_sets(
+            [s.image for s in splits["train"]],
+            [s.image for s in splits["test"]],
+            {d for x in sources for d in x["test_digests"]},
+        )
+    if write:
+        for plan, split_file in plans:
+            write_split(plan, split_file)
     splits = {k: v for k, v in splits.items() if v}
     class_names = model_class_names(list(totals))
     if len(sources) == 1:

@@ -18,7 +18,9 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from crackscan.data.check import inspect_image, map_files
 from crackscan.data.heldout import find_held_out, recorded_held_out
+from crackscan.data.similar import similar_pairs
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +78,29 @@ def split_file_in(folder: Path, name: str, root: str | Path) -> Path:
     return path
 
 
-def refuse_copies_across_sets(train: list[Path], test_digests: set[str]) -> None:
+def refuse_copies_across_sets(train: list[Path], test: list[Path], test_digests: set[str]) -> None:
     """Several sets train one model, each split on its own: an image that is in one set's test part and, as a
     copy, in another's training part would make the test figures a score on training data. Raise
-    :class:`TrainingDataError` naming the copies (``crackscan data check`` finds duplicates in a set)."""
+    :class:`TrainingDataError` naming the copies: byte-for-byte ones (content digests), then re-encoded or
+    resized ones (near duplicates, :mod:`crackscan.data.similar`; every image is decoded once for it)."""
     copies = find_held_out(train, test_digests)
     if copies:
-        shown = ", ".join(str(p) for p in copies[:3]) + (" …" if len(copies) > 3 else "")
         raise TrainingDataError(
-            f"{len(copies)} training image(s) ({shown}) are byte-for-byte copies of test images of the data sets "
-            "given to this run: remove the copies (`crackscan data check` lists a set's duplicates)"
+            f"{len(copies)} training image(s) ({_shown(copies)}) are byte-for-byte copies of test images of the data "
+            "sets given to this run: remove the copies (`crackscan data check` lists a set's duplicates)"
         )
+    facts = list(map_files(inspect_image, [*train, *test]))
+    n = len(train)
+    near = sorted({train[i] for i, j, _ in similar_pairs([f.fingerprint for f in facts]) if i < n <= j})
+    if near:
+        raise TrainingDataError(
+            f"{len(near)} training image(s) ({_shown(near)}) are near copies (re-encoded or resized) of test images "
+            "of the data sets given to this run: remove them (`crackscan data check` lists a set's near duplicates)"
+        )
+
+
+def _shown(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths[:3]) + (" …" if len(paths) > 3 else "")
 
 
 def launched_as_rank_zero() -> bool:

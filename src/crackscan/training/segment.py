@@ -159,6 +159,7 @@ class SourceSplit:
     split_file: Path
     licence: str
     test_digests: list[str] = field(default_factory=list)  # content digests of the test part (data.heldout)
+    test_images: list[Path] = field(default_factory=list)  # the test part's image files (near-copy check)
 
 
 def parse_data_argument(arg: str) -> tuple[Path, str | None]:
@@ -231,6 +232,7 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
         raise TrainingDataError("give at least one data set (ROOT with images/ and masks/)")
     split_dir = split_folder(cfg.split, len(cfg.data))
     sources: list[SourceSplit] = []
+    plans: list[tuple[SplitPlan, Path]] = []  # written once every check has passed: a refused run leaves nothing
     roots = [parse_data_argument(arg)[0] for arg in cfg.data]
     for root, name in zip(roots, set_names(roots), strict=True):
         index = index_dataset(root, mask_dir=cfg.mask_dir)
@@ -269,20 +271,26 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
         elif cfg.weights:
             _check_same_split(plan, name, Path(cfg.weights))
         split_file = run_dir / "splits" / f"{name}.json"
-        if write:
-            write_split(plan, split_file)
+        plans.append((plan, split_file))
         if not train:
             raise TrainingDataError(f"{root}: the split leaves no training images")
         kept_out = len(plan.splits.get("test", []))
         sources.append(
-            SourceSplit(name, root, train, val, kept_out, how, split_file, licence_of(root), held_out_digests(test))
+            SourceSplit(
+                name, root, train, val, kept_out, how, split_file, licence_of(root), held_out_digests(test), test
+            )
         )
     if not any(s.val for s in sources):
         raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
     if len(sources) > 1:
         refuse_copies_across_sets(
-            [x.image for s in sources for x in s.train], {d for s in sources for d in s.test_digests}
+            [x.image for s in sources for x in s.train],
+            [p for s in sources for p in s.test_images],
+            {d for s in sources for d in s.test_digests},
         )
+    if write:
+        for plan, split_file in plans:
+            write_split(plan, split_file)
     return sources
 
 
