@@ -428,6 +428,36 @@ def test_a_copy_of_one_sets_test_image_may_not_train_through_another_set(synth_s
         _sources(args, tmp_path)
 
 
+def test_a_split_file_that_trains_on_a_near_copy_of_a_test_image_is_refused(synth_set: Path, tmp_path: Path) -> None:
+    """A split file made before near duplicates were grouped (or by another tool) may train on a test photo
+    saved again; a new split of the same set keeps the two together and trains."""
+    import shutil
+
+    from PIL import Image
+
+    from crackscan.data.split import make_split, write_split
+    from crackscan.training.segment import TrainingDataError
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_set, data)
+    first = sorted((data / "images").iterdir())[0]
+    Image.open(first).convert("RGB").save(data / "images" / "again.jpg", quality=85)
+    shutil.copy(data / "masks" / f"{first.stem}.png", data / "masks" / "again.png")
+    plan = make_split(data, val=0.25, test=0.25, similarity=None)  # exact duplicates only
+    for name in ("train", "val", "test"):
+        for key in (f"images/{first.name}", "images/again.jpg"):
+            if key in plan.splits[name]:
+                plan.splits[name].remove(key)
+    plan.splits["test"].append(f"images/{first.name}")
+    plan.splits["train"].append("images/again.jpg")
+    write_split(plan, tmp_path / "old.json")
+    with pytest.raises(TrainingDataError, match=r"again\.jpg\) are near copies"):
+        _sources({"data": [str(data)], "split": str(tmp_path / "old.json")}, tmp_path)
+    [source] = _sources({"data": [str(data)], "val_fraction": 0.25, "test_fraction": 0.25}, tmp_path)
+    train = {p.image.name for p in source.train}
+    assert (first.name in train) == ("again.jpg" in train)
+
+
 def test_tta_calibration_sees_the_flips_runtime_tta_averages() -> None:
     """Training's TTA calibration and ``--tta`` at run time average the same three views."""
     from crackscan.evaluation.segmentation import segment_image

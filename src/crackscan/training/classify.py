@@ -236,7 +236,9 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
             f"{', '.join(roots)}: found only the class {', '.join(totals) or 'none'}; "
             "a classifier needs at least two class folders"
         )
-    if len(sources) > 1:
+    # Several sets are split one by one; a given split file may predate the near-duplicate grouping
+    # of `data split` (or come from another tool). A new split of one set already keeps copies together.
+    if len(sources) > 1 or cfg.split:
         refuse_copies_across_sets(
             [s.image for s in splits["train"]],
             [s.image for s in splits["test"]],

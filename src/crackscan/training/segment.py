@@ -282,7 +282,9 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
         )
     if not any(s.val for s in sources):
         raise TrainingDataError("no validation images: raise --val-fraction or give a split file with a val split")
-    if len(sources) > 1:
+    # Several sets are split one by one; a given split file may predate the near-duplicate grouping
+    # of `data split` (or come from another tool). A new split of one set already keeps copies together.
+    if len(sources) > 1 or cfg.split:
         refuse_copies_across_sets(
             [x.image for s in sources for x in s.train],
             [p for s in sources for p in s.test_images],
