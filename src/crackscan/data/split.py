@@ -209,7 +209,7 @@ def make_split(
     if not by_hash:
         raise SplitError(f"{root}: no usable samples to split")
     if similarity is not None:
-        by_hash = _merge_near_duplicates(by_hash, facts, similarity, keys, warnings)
+        by_hash = _merge_near_duplicates(by_hash, facts, similarity, warnings)
 
     official = any(s.split for s in index.samples)
     assigned: dict[str, list[str]] = {name: [] for name in SPLITS}
@@ -250,7 +250,6 @@ def _merge_near_duplicates(
     by_hash: dict[str, list[Sample]],
     facts: dict[Path, ImageFacts],
     similarity: float,
-    keys: dict[Sample, str],
     warnings: list[str],
 ) -> dict[str, list[Sample]]:
     """Merge the content-hash groups whose images are near duplicates of each other."""
