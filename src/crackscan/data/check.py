@@ -534,7 +534,7 @@ def _judge(
     if soft_near:
         warnings.append(
             _plural(soft_near, "group")
-            + f" of near duplicates (fingerprint similarity ≥ {report.similarity}) within one split: "
+            + f" of near duplicates (fingerprint similarity ≥ {report.similarity}) within one class/split: "
             "split keeps each group together"
         )
     for folder in report.empty_folders:
