@@ -12,7 +12,14 @@ from PIL import Image
 
 from conftest import make_class_set, make_mask, make_pair_set, tree_hashes
 from crackscan.data.check import check_dataset
-from crackscan.data.similar import DEFAULT_SIMILARITY, fingerprint, link_groups, similar_pairs
+from crackscan.data.similar import (
+    DEFAULT_SIMILARITY,
+    ORIENTATIONS,
+    _orientations,
+    fingerprint,
+    link_groups,
+    similar_pairs,
+)
 from crackscan.data.split import make_split, read_split
 
 
@@ -80,13 +87,63 @@ def test_pairs_and_groups_are_transitive_and_threshold_checked() -> None:
         fingerprint(base[2]),
     ]
     pairs = similar_pairs(prints)
-    assert {(i, j) for i, j, _ in pairs} <= {(0, 2), (0, 4), (2, 4)} and len(pairs) >= 2
-    assert all(i < j and s >= DEFAULT_SIMILARITY for i, j, s in pairs)
+    assert {(p.i, p.j) for p in pairs} <= {(0, 2), (0, 4), (2, 4)} and len(pairs) >= 2
+    assert all(p.i < p.j and p.similarity >= DEFAULT_SIMILARITY and p.orientation == 0 for p in pairs)
     assert link_groups(len(prints), pairs) == [[0, 2, 4]]
     assert link_groups(3, [(0, 1, 0.99), (1, 2, 0.95)]) == [[0, 1, 2]]
     assert similar_pairs([prints[0]]) == [] and similar_pairs([None, None]) == []
     with pytest.raises(ValueError, match="threshold"):
         similar_pairs(prints, 0.0)
+
+
+def _turned(rgb: np.ndarray, k: int, mirror: bool) -> np.ndarray:
+    out = np.rot90(rgb, k)
+    return np.ascontiguousarray(out[:, ::-1] if mirror else out)
+
+
+def test_turned_and_mirrored_copies_are_found_with_how_they_were_turned() -> None:
+    # Augmented sets carry rotated copies (Özgenel: about 150 patches rotated by 90°); the photo
+    # is not square, so its thumbnail is squeezed one way and the copy's the other.
+    photo = cv2.resize(_surface(3, size=240), (240, 160), interpolation=cv2.INTER_AREA)
+    for k in range(4):
+        for mirror in (False, True):
+            copy = _reencoded(_turned(photo, k, mirror), scale=0.8)
+            prints = [fingerprint(photo), fingerprint(_surface(4)), fingerprint(copy)]
+            pairs = similar_pairs(prints)
+            assert [(p.i, p.j) for p in pairs] == [(0, 2)], (k, mirror)
+            assert pairs[0].similarity > 0.95
+            turn = f"rotated {90 * k}°" if k else ""
+            label = (f"{turn} and mirrored" if turn else "mirrored") if mirror else (turn or "as is")
+            assert ORIENTATIONS[pairs[0].orientation] == label
+            if k or mirror:
+                assert similar_pairs(prints, orientations=False) == []
+
+
+def test_orientation_screen_misses_nothing_the_full_comparison_finds() -> None:
+    # The screen compares orientation-free parts; scoring every pair in all eight orientations is
+    # the reference. Mixed in: copies turned every way, near misses (a shifted crop) and
+    # textures with almost no orientation-free part (which the screen cannot judge).
+    rng = np.random.default_rng(0)
+    prints: list[np.ndarray | None] = []
+    for seed in range(30):
+        base = _surface(100 + seed, size=120)
+        prints.append(fingerprint(base))
+        if seed % 3 == 0:
+            prints.append(fingerprint(_reencoded(_turned(base, seed % 4, seed % 2 == 1))))
+        if seed % 5 == 0:
+            prints.append(fingerprint(np.ascontiguousarray(base[6:, 6:])))
+    antisymmetric = rng.normal(0, 1, (32, 32)).astype(np.float32)
+    antisymmetric = antisymmetric - antisymmetric[:, ::-1]  # its mirror image is its negative
+    no_symmetric_part = (antisymmetric / np.linalg.norm(antisymmetric)).ravel()
+    prints += [
+        no_symmetric_part,
+        np.rot90(no_symmetric_part.reshape(32, 32)).ravel().copy(),
+    ]  # found only by the fallback
+    matrix = np.stack([p for p in prints if p is not None])
+    best = np.max([matrix @ o.T for o in _orientations(matrix)], axis=0)
+    expected = {(i, j) for i, j in zip(*np.nonzero(best >= DEFAULT_SIMILARITY), strict=True) if i < j}
+    assert len(expected) >= 10
+    assert {(p.i, p.j) for p in similar_pairs(list(matrix))} == expected
 
 
 def test_check_reports_a_reencoded_test_copy_of_a_training_image_as_leakage(tmp_path: Path) -> None:
@@ -110,6 +167,19 @@ def test_check_reports_a_reencoded_test_copy_of_a_training_image_as_leakage(tmp_
     skipped = check_dataset(root, similarity=None).to_dict()
     assert skipped["near_duplicates"] == [] and skipped["usable"] and skipped["similarity"] is None
     assert tree_hashes(root) == before  # nothing written into the data set
+
+
+def test_check_names_how_a_turned_test_copy_was_turned(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    make_class_set(root, {"crack": 3, "no_crack": 3}, split="train")
+    make_class_set(root, {"crack": 2, "no_crack": 2}, split="test")
+    _save(root / "train" / "crack" / "wall.png", _surface(7))
+    _save(root / "test" / "crack" / "wall_turned.jpg", _reencoded(_turned(_surface(7), 1, False)))
+    r = check_dataset(root).to_dict()
+    (leak,) = r["near_duplicates"]
+    assert leak["paths"] == ["test/crack/wall_turned.jpg", "train/crack/wall.png"]
+    assert leak["problem"] and leak["orientation"] in ("rotated 90°", "rotated 270°")
+    assert not r["usable"]
 
 
 def test_split_keeps_near_duplicates_together_and_out_of_an_official_test_split(tmp_path: Path) -> None:

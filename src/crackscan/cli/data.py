@@ -106,7 +106,10 @@ def _print_check(r: dict[str, Any]) -> None:
     listing(
         "near duplicates",
         [
-            " ~ ".join(d["paths"]) + f"  [similarity {d['similarity']:.3f}; {d['note']}]"
+            " ~ ".join(d["paths"])
+            + f"  [similarity {d['similarity']:.3f}"
+            + (f", {d['orientation']}" if d.get("orientation", "as is") != "as is" else "")
+            + f"; {d['note']}]"
             for d in r.get("near_duplicates", [])
         ],
         "yellow",

@@ -1,7 +1,7 @@
 """``crackscan data check``: what a data set holds and what in it is broken.
 
-Every image is hashed (exact duplicates), fingerprinted (near duplicates: re-encoded or
-resized copies, :mod:`crackscan.data.similar`), decoded in full through
+Every image is hashed (exact duplicates), fingerprinted (near duplicates: re-encoded,
+resized, turned or mirrored copies, :mod:`crackscan.data.similar`), decoded in full through
 :mod:`crackscan.imageio` (a header check misses a truncated JPEG tail) and measured
 after EXIF orientation; every mask is decoded (kind, crack-pixel fraction, size). Bad
 files become entries of the report, never exceptions: the only error raised is
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from crackscan.data.layouts import DatasetIndex, LayoutError, LayoutKind, Sample, index_dataset
-from crackscan.data.similar import DEFAULT_SIMILARITY, fingerprint, link_groups, similar_pairs
+from crackscan.data.similar import DEFAULT_SIMILARITY, ORIENTATIONS, fingerprint, link_groups, similar_pairs
 from crackscan.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,
@@ -461,8 +461,12 @@ def _find_near_duplicates(
     groups = link_groups(len(facts), pairs)
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     weakest = [1.0] * len(groups)  # the lowest similarity of a link that made the group
-    for i, _, sim in pairs:
-        weakest[group_of[i]] = min(weakest[group_of[i]], sim)
+    turns: list[set[str]] = [set() for _ in groups]  # how copies in the group were turned or mirrored
+    for pair in pairs:
+        g = group_of[pair.i]
+        weakest[g] = min(weakest[g], pair.similarity)
+        if pair.orientation:
+            turns[g].add(ORIENTATIONS[pair.orientation])
     for g, group in enumerate(groups):
         members = [facts[i] for i in group]
         if len({f.sha1 for f in members}) < 2:
@@ -472,6 +476,7 @@ def _find_near_duplicates(
         entry: dict[str, Any] = {
             "paths": sorted(index.relative(f.path) for f in members),
             "similarity": round(score, 4),
+            "orientation": ", ".join(sorted(turns[g])) or ORIENTATIONS[0],
         }
         labels, splits = _label_and_split_of(samples, entry)
         notes: list[str] = []

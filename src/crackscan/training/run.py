@@ -81,8 +81,9 @@ def split_file_in(folder: Path, name: str, root: str | Path) -> Path:
 def refuse_copies_across_sets(train: list[Path], test: list[Path], test_digests: set[str]) -> None:
     """Several sets train one model, each split on its own: an image that is in one set's test part and, as a
     copy, in another's training part would make the test figures a score on training data. Raise
-    :class:`TrainingDataError` naming the copies: byte-for-byte ones (content digests), then re-encoded or
-    resized ones (near duplicates, :mod:`crackscan.data.similar`; every image is decoded once for it)."""
+    :class:`TrainingDataError` naming the copies: byte-for-byte ones (content digests), then re-encoded,
+    resized, turned or mirrored ones (near duplicates, :mod:`crackscan.data.similar`; every image is
+    decoded once for it)."""
     copies = find_held_out(train, test_digests)
     if copies:
         raise TrainingDataError(
@@ -91,11 +92,12 @@ def refuse_copies_across_sets(train: list[Path], test: list[Path], test_digests:
         )
     facts = list(map_files(inspect_image, [*train, *test]))
     n = len(train)
-    near = sorted({train[i] for i, j, _ in similar_pairs([f.fingerprint for f in facts]) if i < n <= j})
+    near = sorted({train[p.i] for p in similar_pairs([f.fingerprint for f in facts]) if p.i < n <= p.j})
     if near:
         raise TrainingDataError(
-            f"{len(near)} training image(s) ({_shown(near)}) are near copies (re-encoded or resized) of test images "
-            "of the data sets given to this run: remove them (`crackscan data check` lists a set's near duplicates)"
+            f"{len(near)} training image(s) ({_shown(near)}) are near copies (re-encoded, resized, turned or "
+            "mirrored) of test images of the data sets given to this run: remove them (`crackscan data check` "
+            "lists a set's near duplicates)"
         )
 
 
