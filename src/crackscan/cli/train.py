@@ -178,6 +178,18 @@ def segment(
     strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy, e.g. ddp."),
     mask_dir: str | None = typer.Option(None, "--mask-dir", help="Mask folder name when a set has several."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N train and N val images per set."),
+    teacher: str | None = typer.Option(
+        None,
+        "--teacher",
+        help=(
+            "Distil: a binary segmentation model (.onnx, run folder, bundled name, or an a+b ensemble) whose "
+            "probability maps of the training images are soft targets. It must have held out this run's test images."
+        ),
+    ),
+    teacher_tta: bool = typer.Option(False, "--teacher-tta", help="The teacher's maps averaged over flips."),
+    distill_weight: float = typer.Option(
+        0.5, "--distill-weight", min=0.0, help="Weight of the soft-target BCE beside the mask loss."
+    ),
 ) -> None:
     """Train a crack segmenter; writes model.onnx (calibrated threshold inside) into the run folder."""
     _need_train_extra()
@@ -223,6 +235,9 @@ def segment(
         strategy=strategy,
         mask_dir=mask_dir,
         limit=limit,
+        teacher=teacher,
+        teacher_tta=teacher_tta,
+        distill_weight=distill_weight,
     )
     try:
         result = train_segmenter(cfg)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crackscan.data.classes import canonical_class
@@ -56,6 +57,7 @@ from crackscan.runtime.export import export_onnx
 from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec
 from crackscan.training.augment import segmentation_train_transform
+from crackscan.training.distill import check_teacher_held_out, teacher_maps
 from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
 from crackscan.training.run import (
     TrainingDataError,
@@ -123,6 +125,9 @@ class SegmentConfig:
     crops_per_image: int = 1
     val_max_side: int = 1024  # larger validation images are centre-cropped to this (px)
     max_minutes: float | None = None  # wall-clock budget (benchmarks)
+    teacher: str | None = None  # distillation: a binary segmentation model (or a+b ensemble) labelling the crops
+    teacher_tta: bool = False  # the teacher's maps averaged over flips
+    distill_weight: float = 0.5  # weight of the soft-target BCE beside the mask loss
     workers: int = 0
     command: str = field(default_factory=lambda: " ".join(["crackscan", *sys.argv[1:]]))
 
@@ -301,6 +306,7 @@ class Decoded:
     images: list[np.ndarray] = field(default_factory=list)  # H×W×3 uint8, preprocessed
     masks: list[np.ndarray] = field(default_factory=list)  # H×W uint8 labels
     names: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)  # image files, for a distillation teacher
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -343,6 +349,7 @@ def decode_pairs(samples: list[Sample], *, classes: int, preprocess: dict[str, A
         out.images.append(r[0])
         out.masks.append(r[1])
         out.names.append(s.key)
+        out.paths.append(s.image)
     if fatal:
         hint = (
             " — use --classes N for index masks or --mask-dir to pick a binary mask folder"
@@ -396,6 +403,7 @@ class CropDataset(Dataset):
         length: int | None = None,
         seed: int = 0,
         max_coords: int = 4096,
+        soft: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.crop = crop
         self.transform = transform
@@ -406,14 +414,20 @@ class CropDataset(Dataset):
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
         self.coords: list[np.ndarray] = []
-        for image, mask in zip(decoded.images, decoded.masks, strict=True):
-            h, w = mask.shape
+        # A teacher's uint8 probability map rides along as the mask's second channel: one
+        # geometric augmentation (nearest-neighbour, as for labels) moves both.
+        self.distilled = soft is not None
+        softs = soft if soft is not None else [None] * len(decoded.masks)
+        for image, mask, prob in zip(decoded.images, decoded.masks, softs, strict=True):
+            if prob is not None:
+                mask = np.dstack([mask, prob])
+            h, w = mask.shape[:2]
             if h < crop or w < crop:
                 pad = ((0, max(0, crop - h)), (0, max(0, crop - w)))
                 mode = "reflect" if crop - h < h and crop - w < w else "symmetric"
                 image = np.pad(image, (*pad, (0, 0)), mode=mode)
-                mask = np.pad(mask, pad, mode=mode)
-            fg = np.flatnonzero(mask.ravel())
+                mask = np.pad(mask, pad + ((0, 0),) * (mask.ndim - 2), mode=mode)
+            fg = np.flatnonzero((mask[..., 0] if mask.ndim == 3 else mask).ravel())
             if len(fg) > max_coords:  # a sample of crack pixels is enough to aim at
                 fg = self.rng.choice(fg, max_coords, replace=False)
             self.images.append(image)
@@ -426,7 +440,7 @@ class CropDataset(Dataset):
 
     def window(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         image, mask, fg = self.images[i], self.masks[i], self.coords[i]
-        h, w = mask.shape
+        h, w = mask.shape[:2]
         c = self.crop
         if len(fg) and self.rng.random() < self.crack_bias:
             y, x = divmod(int(fg[self.rng.integers(len(fg))]), w)
@@ -437,10 +451,15 @@ class CropDataset(Dataset):
             top, left = int(self.rng.integers(0, h - c + 1)), int(self.rng.integers(0, w - c + 1))
         return image[top : top + c, left : left + c], mask[top : top + c, left : left + c]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         image, mask = self.window(i % len(self.images))
         out = self.transform(image=image, mask=mask)
-        return _normalise(out["image"], self.mean, self.std), torch.from_numpy(out["mask"].astype(np.int64))
+        x = _normalise(out["image"], self.mean, self.std)
+        if not self.distilled:
+            return x, torch.from_numpy(out["mask"].astype(np.int64))
+        both = out["mask"]
+        labels = torch.from_numpy(both[..., 0].astype(np.int64))
+        return x, labels, torch.from_numpy(both[..., 1].astype(np.float32) / 255.0)
 
 
 class WholeImageDataset(Dataset):
@@ -528,6 +547,7 @@ class SegmenterModule(L.LightningModule):
         steps_per_epoch: int,
         source_names: Sequence[str] = (),
         monitor: str = "val_iou",
+        distill_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -542,6 +562,7 @@ class SegmenterModule(L.LightningModule):
         # Per-set figures only mean something with two or more sets.
         self.source_names = list(source_names) if len(source_names) > 1 else []
         self.monitor = monitor
+        self.distill_weight = distill_weight
         self._counts: PixelCounts | ConfusionMatrix = PixelCounts()
         self._by_source: dict[int, PixelCounts | ConfusionMatrix] = {}
 
@@ -549,8 +570,14 @@ class SegmenterModule(L.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = self.loss(self.model(x), y)
+        x, y, *soft = batch
+        out = self.model(x)
+        loss = self.loss(out, y)
+        if soft:  # distillation: BCE of the top output against the teacher's probabilities
+            top = out if isinstance(out, torch.Tensor) else out["masks"][0]
+            kd = F.binary_cross_entropy_with_logits(top[:, 0], soft[0])
+            self.log("train_distill_loss", kd, on_step=False, on_epoch=True, sync_dist=True)
+            loss = loss + self.distill_weight * kd
         self.images_seen += len(x)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
@@ -764,6 +791,40 @@ def calibrate(
     return threshold, metrics
 
 
+def _distillation_targets(
+    cfg: SegmentConfig, sources: list[SourceSplit], train: Decoded, run_dir: Path
+) -> tuple[list[np.ndarray] | None, dict[str, Any]]:
+    """The teacher's map of every training image (``--teacher``), cached in the run folder for ``--resume``."""
+    if not cfg.teacher:
+        return None, {}
+    if cfg.classes != 1:
+        raise TrainingDataError("--teacher: distillation is for binary segmenters (--classes 1)")
+    if cfg.distill_weight < 0:
+        raise TrainingDataError(f"--distill-weight must be >= 0, got {cfg.distill_weight}")
+    warnings = check_teacher_held_out(cfg.teacher, [p for s in sources for p in s.test_images])
+    for w in warnings:
+        log.warning("%s", w)
+    info: dict[str, Any] = {
+        "teacher": cfg.teacher,
+        "teacher_tta": cfg.teacher_tta,
+        "weight": cfg.distill_weight,
+        "warnings": warnings,
+    }
+    cache = run_dir / "teacher_maps.npz"
+    key = json.dumps({"teacher": cfg.teacher, "tta": cfg.teacher_tta, "images": train.names})
+    if cache.is_file():
+        with np.load(cache) as held:
+            if str(held["key"]) == key:
+                log.info("teacher maps: reusing %s", cache)
+                return [held[f"map{i}"] for i in range(len(train.names))], info
+    started = time.perf_counter()
+    maps = teacher_maps(cfg.teacher, train.paths, [m.shape for m in train.masks], tta=cfg.teacher_tta)
+    info["teacher_seconds"] = round(time.perf_counter() - started, 1)
+    if launched_as_rank_zero():
+        np.savez(cache, key=np.array(key), **{f"map{i}": m for i, m in enumerate(maps)})
+    return maps, info
+
+
 def _check_onnx_architecture(cfg: SegmentConfig, model_file: Path) -> None:
     """Name the options that rebuild an exported model, before any work (what its metadata records is compared)."""
     meta = onnx_model_metadata(model_file)
@@ -830,6 +891,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             into.images += part.images
             into.masks += part.masks
             into.names += part.names
+            into.paths += part.paths
             into.skipped += part.skipped
             if into is val and part.images:
                 val_sources += [len(val_parts)] * len(part.images)
@@ -839,6 +901,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     if not train.images or not val.images:
         raise TrainingDataError("no readable training or validation pairs left after skipping unreadable files")
     _check_labels(train, cfg.classes)
+    soft, distillation = _distillation_targets(cfg, sources, train, run_dir)
     if cfg.select_on == "mean-of-sets" and len(val_parts) < 2:
         raise TrainingDataError("--select-on mean-of-sets needs validation images from two or more data sets")
     monitor = SELECT_ON[cfg.select_on]
@@ -851,8 +914,9 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
     transform.set_random_seed(cfg.seed)
     length = max(len(train.images) * cfg.crops_per_image, cfg.batch_size)
     train_ds = CropDataset(
-        train, cfg.crop, transform, norm.mean, norm.std, crack_bias=cfg.crack_bias, length=length, seed=cfg.seed
-    )
+        train, cfg.crop, transform, norm.mean, norm.std, crack_bias=cfg.crack_bias, length=length, seed=cfg.seed,
+        soft=soft,
+    )  # fmt: skip
     if onnx_file is not None:  # an exported (e.g. bundled) model: its folded BatchNorms re-estimated on crops
         calibration = [torch.stack([train_ds[i][0] for i in range(b, b + 8)]) for b in range(0, 32, 8)]
         weights_message = load_onnx_weights(model, onnx_file, calibration)
@@ -877,6 +941,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
         steps_per_epoch=len(train_dl),
         source_names=list(val_parts),
         monitor=monitor,
+        distill_weight=cfg.distill_weight if soft is not None else 0.0,
     )
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -997,6 +1062,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
             "weights": weights_message,
             "train_seconds": round(train_seconds, 1),
             **({"tta_threshold": tta_threshold} if cfg.classes == 1 else {}),
+            **({"distillation": distillation} if distillation else {}),
         },
     )
     first = val_ds.shape_of(0)
@@ -1031,6 +1097,7 @@ def train_segmenter(cfg: SegmentConfig) -> SegmentResult:
                 "onnx_bytes": onnx_bytes,
                 "train_seconds": round(train_seconds, 1),
                 "model_file": str(model_file),
+                **({"distillation": distillation} if distillation else {}),
             },
             indent=2,
         )
