@@ -15,9 +15,10 @@ fingerprint can be turned or mirrored (a square thumbnail turns with its photo).
 Brightness and contrast changes, JPEG re-encoding and resizing keep it near 1; different
 photos stay far below. Measured on the shared sets: linked pairs (copies) score
 0.945-1.000; the highest pairs left apart are two shifted, overlapping crops of one crack
-in Özgenel (0.895, 0.836), then 0.83 in crackmix (two crack-free walls), 0.58 in
-car_scratch and 0.56 in DeepCrack. So the default threshold, 0.9, links copies and leaves
-crops apart: crops of one photo are not what this finds.
+in Özgenel (0.895, 0.836), then 0.83 in crackmix (two crack-free walls), 0.56 in
+DeepCrack and 0.40 in car_scratch (benchmarks/near_duplicates.py). So the default
+threshold, 0.9, links copies and leaves crops apart: crops of one photo are not what this
+finds.
 
 Flat images (almost no texture at thumbnail scale: blank, over-exposed) have no stable
 fingerprint and are never linked; exact hashing still groups their copies.
