@@ -818,10 +818,18 @@ def _distillation_targets(
                 log.info("teacher maps: reusing %s", cache)
                 return [held[f"map{i}"] for i in range(len(train.names))], info
     started = time.perf_counter()
-    maps = teacher_maps(cfg.teacher, train.paths, [m.shape for m in train.masks], tta=cfg.teacher_tta)
+    total = len(train.paths)
+
+    def progress(done: int) -> None:  # labelling takes minutes on a CPU: say how far it got
+        if done % 50 == 0 or done == total:
+            log.info("teacher: %d/%d training images labelled", done, total)
+
+    maps = teacher_maps(
+        cfg.teacher, train.paths, [m.shape for m in train.masks], tta=cfg.teacher_tta, progress=progress
+    )
     info["teacher_seconds"] = round(time.perf_counter() - started, 1)
     if launched_as_rank_zero():
-        np.savez(cache, key=np.array(key), **{f"map{i}": m for i, m in enumerate(maps)})
+        np.savez_compressed(cache, key=np.array(key), **{f"map{i}": m for i, m in enumerate(maps)})
     return maps, info
 
 
