@@ -424,7 +424,8 @@ def test_a_copy_of_one_sets_test_image_may_not_train_through_another_set(synth_s
 
     for f in sorted((copy / "images").iterdir()):
         ImageEnhance.Brightness(Image.open(f).convert("RGB")).enhance(1.1).save(f)
-    with pytest.raises(TrainingDataError, match=r"near copies \(re-encoded or resized\) of test images"):
+    near = r"near copies \(re-encoded, resized, turned or mirrored\) of test images"
+    with pytest.raises(TrainingDataError, match=near):
         _sources(args, tmp_path)
 
 
@@ -510,6 +511,26 @@ def test_weights_recovered_from_an_export_reproduce_it_and_stay_close_in_train_m
     # channels keep the size of a freshly built layer (the optimiser's steps stay in proportion); BatchNorm
     # carries the trained scale
     assert torch.allclose(stem.weight.detach().flatten(1).norm(dim=1), fresh_norms, rtol=1e-4)
+
+
+def test_weights_shared_by_the_exporter_through_an_identity_are_recovered(tmp_path: Path) -> None:
+    """torch's exporter stores equal tensors once (two layers' still-zero biases) and feeds the second layer through
+    an Identity node; a fine-tune of such a file once failed with a KeyError (seen as a rare test flake)."""
+    import onnx
+
+    from crackscan.models.from_onnx import _onnx_layer_params
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 1))
+    with torch.no_grad():
+        model[0].bias.zero_()
+        model[2].bias.zero_()
+    path = tmp_path / "shared.onnx"
+    torch.onnx.export(model, torch.randn(1, 3, 8, 8), str(path), dynamo=False)
+    assert any(n.op_type == "Identity" for n in onnx.load(str(path)).graph.node)
+    params = _onnx_layer_params(path)
+    assert [w.shape for _, w, _ in params] == [(4, 3, 1, 1), (4, 4, 1, 1)]
+    assert all(b is not None and not b.any() for _, _, b in params)
+    assert np.array_equal(params[1][1], model[2].weight.detach().numpy())
 
 
 def test_bundled_segmenter_weights_are_recoverable() -> None:

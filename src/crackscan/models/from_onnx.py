@@ -69,8 +69,10 @@ def _onnx_layer_params(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | N
 
     proto = onnx.load(str(path))
     tensors = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    for node in proto.graph.node:  # fp16-stored weights reach their Conv through a Cast
-        if node.op_type == "Cast" and node.input[0] in tensors:
+    # fp16-stored weights reach their Conv through a Cast; the exporter stores equal tensors once
+    # (two layers' biases that are still equal, e.g. untrained zeros) and hands the copy on through an Identity.
+    for node in proto.graph.node:
+        if node.op_type in ("Cast", "Identity") and node.input[0] in tensors:
             tensors[node.output[0]] = tensors[node.input[0]]
         elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             tensors[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
@@ -78,12 +80,14 @@ def _onnx_layer_params(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | N
     for node in proto.graph.node:
         if node.op_type not in _LAYER_OPS:
             continue
-        if node.input[1] not in tensors:
-            raise PretrainedWeightsError(
-                f"{path}: {node.op_type} {node.name} takes a weight that is not stored in the graph"
-            )
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        for role, name in (("weight", node.input[1]), ("bias", node.input[2] if has_bias else None)):
+            if name is not None and name not in tensors:
+                raise PretrainedWeightsError(
+                    f"{path}: {node.op_type} {node.name} takes a {role} that is not stored in the graph"
+                )
         weight = tensors[node.input[1]].astype(np.float32)
-        bias = tensors[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else None
+        bias = tensors[node.input[2]].astype(np.float32) if has_bias else None
         if node.op_type == "Gemm":  # Y = alpha·A·B' + beta·C, B' = B or Bᵀ; torch's Linear keeps (out, in)
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             if attrs.get("transA", 0):
