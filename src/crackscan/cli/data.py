@@ -26,7 +26,10 @@ Similarity = typer.Option(
     "--similarity",
     min=0.0,
     max=1.0,
-    help="Fingerprint similarity from which two files are near duplicates (re-encoded or resized copies); 0 skips.",
+    help=(
+        "Fingerprint similarity from which two files are near duplicates (re-encoded, resized, turned or mirrored "
+        "copies); 0 skips."
+    ),
 )
 
 

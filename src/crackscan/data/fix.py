@@ -15,8 +15,8 @@ What DST holds, in the same layout as SRC (splits, class folders, ``images``/``m
   mismatches, exact duplicate images whose copies carry different labels (all copies:
   nobody knows which label is right), and copies of an image that also sits in a
   later official split (the test copy is kept, so the official test set stays whole
-  and training never sees it) — exact copies and near duplicates (re-encoded or resized,
-  :mod:`crackscan.data.similar`) alike. Duplicates within one class/split are kept.
+  and training never sees it) — exact copies and near duplicates (re-encoded, resized,
+  turned or mirrored; :mod:`crackscan.data.similar`) alike. Duplicates within one class/split are kept.
 
 SRC is only ever read.
 """
@@ -268,7 +268,7 @@ def _resolve_duplicates(
 
 
 def _drop_near_copies_across_splits(written: list[_Done], rel: Callable[[Path], str], drop: dict[int, str]) -> None:
-    """Near duplicates (re-encoded or resized copies) in several official splits: keep the test/val copy only."""
+    """Near duplicates (re-encoded, resized, turned or mirrored) in several official splits: keep the test/val copy."""
     pairs = similar_pairs([d.fingerprint for d in written], DEFAULT_SIMILARITY)
     for group in link_groups(len(written), pairs):
         members = [written[i] for i in group]
