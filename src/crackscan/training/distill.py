@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,53 +25,57 @@ from crackscan.data.heldout import content_digest, recorded_held_out
 from crackscan.evaluation import open_model
 from crackscan.evaluation.segmentation import crack_probability, segment_image
 from crackscan.imageio import read_image
-from crackscan.models.from_onnx import onnx_model_metadata
-from crackscan.runtime.ensemble import is_ensemble_spec, split_spec
-from crackscan.runtime.predictor import ModelLoadError, resolve_model_path
+from crackscan.runtime.predictor import ModelLoadError
 from crackscan.training.run import TrainingDataError
 
 log = logging.getLogger(__name__)
 
 
-def teacher_members(teacher: str) -> list[Path]:
-    """The model files behind ``teacher`` (a file, a bundled name, a run folder or an ``a+b`` ensemble)."""
-    specs = split_spec(teacher) if is_ensemble_spec(teacher) else [teacher]
-    files = []
-    for spec in specs:
-        path = Path(spec)
-        files.append(path / "model.onnx" if path.is_dir() else resolve_model_path(spec))
-    return files
+def open_teacher(teacher: str | Any) -> Any:
+    """The teacher's predictor (a model file, bundled name, run folder or ``a+b`` ensemble; an open one passes
+    through), refused unless it is a binary segmenter."""
+    if not isinstance(teacher, str):
+        return teacher
+    try:
+        predictor = open_model(teacher)
+    except ModelLoadError as exc:
+        raise TrainingDataError(f"--teacher {teacher}: {exc}") from exc
+    meta = predictor.metadata
+    if meta.task != "segment" or len(meta.class_names) > 2:
+        raise TrainingDataError(f"--teacher {teacher}: distillation needs a binary segmentation model")
+    return predictor
 
 
-def check_teacher_held_out(teacher: str, test_images: Sequence[Path]) -> list[str]:
+def check_teacher_held_out(teacher: str | Any, test_images: Sequence[Path]) -> list[str]:
     """Refuse a teacher that may have trained on one of ``test_images``; return warnings for unverifiable members.
 
-    A member's metadata lists the content digests of its test images (``training_data.sources[].test_digests``);
-    every test image of this run must be among them.
+    Each member's metadata lists the content digests of its test images
+    (``training_data.sources[].test_digests``); every test image of this run must be among them.
     """
     warnings: list[str] = []
     wanted = {content_digest(p): p for p in test_images}
-    for member in teacher_members(teacher):
-        recorded = recorded_held_out(onnx_model_metadata(member).extra.get("training_data", {}))
+    predictor = open_teacher(teacher)
+    for member in getattr(predictor, "members", [predictor]):
+        recorded = recorded_held_out(member.metadata.extra.get("training_data", {}))
         if recorded is None:
             warnings.append(
-                f"teacher {member} records no test-image digests: it cannot be checked that it never trained on "
-                "this run's test images (a teacher must be trained with the same held-out split)"
+                f"teacher {member.path} records no test-image digests: it cannot be checked that it never trained "
+                "on this run's test images (a teacher must be trained with the same held-out split)"
             )
             continue
         unseen = sorted(str(p) for d, p in wanted.items() if d not in recorded)
         if unseen:
             shown = ", ".join(unseen[:3]) + (" …" if len(unseen) > 3 else "")
             raise TrainingDataError(
-                f"teacher {member} held out other test images than this run: {len(unseen)} test image(s) of this "
-                f"run ({shown}) were not among its test images, so it may have trained on them; "
+                f"teacher {member.path} held out other test images than this run: {len(unseen)} test image(s) of "
+                f"this run ({shown}) were not among its test images, so it may have trained on them; "
                 "use a teacher trained with this run's split"
             )
     return warnings
 
 
 def teacher_maps(
-    teacher: str,
+    teacher: str | Any,
     images: Sequence[Path],
     shapes: Sequence[tuple[int, int]],
     *,
@@ -82,13 +87,8 @@ def teacher_maps(
     Each photo is read again as it is on disk (the teacher applies its own preprocessing) at
     full resolution; ``shapes`` are the training masks' sizes, which every map must match.
     """
-    try:
-        predictor = open_model(teacher)
-    except ModelLoadError as exc:
-        raise TrainingDataError(f"--teacher {teacher}: {exc}") from exc
+    predictor = open_teacher(teacher)
     meta = predictor.metadata
-    if meta.task != "segment" or len(meta.class_names) > 2:
-        raise TrainingDataError(f"--teacher {teacher}: distillation needs a binary segmentation model")
     maps = []
     for k, (path, shape) in enumerate(zip(images, shapes, strict=True)):
         prob = crack_probability(segment_image(predictor, read_image(path), tta=tta), meta.crack_class)
@@ -97,5 +97,5 @@ def teacher_maps(
         maps.append(np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8))
         if progress is not None:
             progress(k + 1)
-    log.info("teacher %s labelled %d training images%s", teacher, len(maps), " (flip TTA)" if tta else "")
+    log.info("teacher %s labelled %d training images%s", predictor.path, len(maps), " (flip TTA)" if tta else "")
     return maps

@@ -57,7 +57,7 @@ from crackscan.runtime.export import export_onnx
 from crackscan.runtime.predictor import ModelMetadata
 from crackscan.runtime.preprocess_seg import apply_preprocess, pad_to_multiple, preprocess_spec
 from crackscan.training.augment import segmentation_train_transform
-from crackscan.training.distill import check_teacher_held_out, teacher_maps
+from crackscan.training.distill import check_teacher_held_out, open_teacher, teacher_maps
 from crackscan.training.losses import DeepSupervisionLoss, create_loss, pos_weight_for
 from crackscan.training.run import (
     TrainingDataError,
@@ -801,7 +801,8 @@ def _distillation_targets(
         raise TrainingDataError("--teacher: distillation is for binary segmenters (--classes 1)")
     if cfg.distill_weight < 0:
         raise TrainingDataError(f"--distill-weight must be >= 0, got {cfg.distill_weight}")
-    warnings = check_teacher_held_out(cfg.teacher, [p for s in sources for p in s.test_images])
+    teacher = open_teacher(cfg.teacher)  # opened once: checked, then labelling
+    warnings = check_teacher_held_out(teacher, [p for s in sources for p in s.test_images])
     for w in warnings:
         log.warning("%s", w)
     info: dict[str, Any] = {
@@ -824,9 +825,7 @@ def _distillation_targets(
         if done % 50 == 0 or done == total:
             log.info("teacher: %d/%d training images labelled", done, total)
 
-    maps = teacher_maps(
-        cfg.teacher, train.paths, [m.shape for m in train.masks], tta=cfg.teacher_tta, progress=progress
-    )
+    maps = teacher_maps(teacher, train.paths, [m.shape for m in train.masks], tta=cfg.teacher_tta, progress=progress)
     info["teacher_seconds"] = round(time.perf_counter() - started, 1)
     if launched_as_rank_zero():
         np.savez_compressed(cache, key=np.array(key), **{f"map{i}": m for i, m in enumerate(maps)})
