@@ -38,7 +38,9 @@ def negative_patches(data: Path, part: str) -> list[Path]:
     """Özgenel's crack-free patches: all, or one part of the seed-0 split crack-cls was trained on."""
     if part == "all":
         return sorted((data / "ozgenel" / "Negative").glob("*.jpg"))
-    plan = make_split(data / "ozgenel", val=0.15, test=0.15, seed=0)
+    # similarity=None: the split as crack-cls drew it, before near duplicates were grouped (a grouped
+    # seed-0 split moves patches crack-cls trained on into "test").
+    plan = make_split(data / "ozgenel", val=0.15, test=0.15, seed=0, similarity=None)
     return [data / "ozgenel" / k for k in plan.splits[part] if k.startswith("Negative/")]
 
 
@@ -46,7 +48,7 @@ def test_images(data: Path, name: str) -> list[tuple[Path, Path]]:
     """A set's held-out test pairs, as crack-seg was trained (official splits; crackmix: seed-0 split)."""
     index = index_dataset(data / name)
     if name == "crackmix":
-        samples = select_split(index, make_split(data / name, val=0.15, test=0.15, seed=0), "test")
+        samples = select_split(index, make_split(data / name, val=0.15, test=0.15, seed=0, similarity=None), "test")
     else:
         samples = [s for s in index.samples if s.split == "test"]
     return sorted((Path(s.image), Path(s.mask)) for s in samples if s.mask is not None)

@@ -6,8 +6,9 @@ Sets (under ``--data``, default ``../shared/data``):
 * **crack500** — the source repository's test split (93 images, 256×256);
 * **crackmix** — held out: the ``test`` split of ``--crackmix-split FILE`` (the split
   file the model was trained with — use it, or the numbers include training images),
-  else a fresh ``make_split(seed=0)`` test split (15 %), which matches a model trained on
-  ``crackscan data split crackmix`` with default settings.
+  else ``benchmarks/splits/seed0/crackmix.json``, the split the bundled crack segmenters
+  were trained with (``benchmarks/make_bundled_splits.py`` draws it again). A fresh
+  ``make_split(seed=0)`` no longer gives it: near duplicates are now kept together.
 
 Prints one row per set: images, pooled IoU / mIoU (mean of crack and background IoU) /
 Dice / precision / recall at the model's threshold, per-image mean IoU, ODS F1
@@ -36,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crackscan.data.split import make_split, select_split
 from crackscan.evaluation import open_model
 from crackscan.evaluation.calibration import calibrate_threshold
 from crackscan.evaluation.segmentation import (
@@ -47,6 +47,7 @@ from crackscan.evaluation.segmentation import (
 )
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BUNDLED_SPLITS = Path(__file__).resolve().parent / "splits" / "seed0"
 SETS = ("deepcrack", "crack500", "crackmix")
 COLUMNS = ("set", "n", "IoU", "mIoU", "Dice", "P", "R", "IoU/img", "ODS F1", "ODS th", "OIS F1", "clDice", "s/img")
 
@@ -56,10 +57,7 @@ def selection_for(name: str, root: Path, crackmix_split: Path | None) -> PairSel
         return select_pairs(root, "test")
     if crackmix_split is not None:
         return select_pairs(root, "test", crackmix_split)
-    plan = make_split(root, seed=0)
-    index = select_pairs(root, "all").index
-    samples = select_split(index, plan, "test")
-    return PairSelection(samples, "test split of make_split(seed=0)", index)
+    return select_pairs(root, "test", BUNDLED_SPLITS / "crackmix.json")
 
 
 def calibrate_on_val(predictor: Any, data: Path, sets: list[str], splits: Path, tta: bool) -> float:

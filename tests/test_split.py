@@ -186,3 +186,19 @@ def test_shared_split_deepcrack_and_ozgenel(shared_data: Path) -> None:
     assert plan.strata_counts["test"] == {"Negative": 450, "Positive": 450}
     # Its ~250 groups of copies (half of them mirrored or upside down) each land in one split.
     assert any("251 group(s) of near duplicates" in w for w in plan.warnings)
+
+
+@pytest.mark.shared_data
+def test_committed_bundled_splits_are_the_seed0_splits_drawn_again(shared_data: Path) -> None:
+    """benchmarks/splits/ holds the splits the bundled crack segmenters trained on; a rebuild must give them."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "make_bundled_splits.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--check", "--data", str(shared_data)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    clean = read_split(script.parent / "splits" / "seed0-clean" / "deepcrack.json")
+    kept = read_split(script.parent / "splits" / "seed0" / "deepcrack.json")
+    assert clean.splits["test"] == kept.splits["test"] and "images/train/11158.jpg" not in clean.splits["train"]

@@ -592,20 +592,41 @@ def recorded_test_count(run: Path) -> int:
     return sum(len(json.loads(f.read_text())["splits"].get("test", [])) for f in (run / "splits").glob("*.json"))
 
 
-def test_models_without_digests_are_checked_by_how_they_were_split(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files exported before digests were kept record each set's split by description only."""
+def test_models_without_digests_are_checked_against_their_split_drawn_again(
+    synth_set: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files exported before digests were kept record each set's split by description and counts only: the
+    generated split is drawn again as it was then (no near-duplicate grouping) and compared by content."""
+    from crackscan.data.layouts import index_dataset
+    from crackscan.data.split import make_split, select_split
     from crackscan.runtime.predictor import ModelMetadata
     from crackscan.training import segment
 
-    old = {"sources": [{"name": "data", "split": "new stratified split (seed 0), test part kept out"}]}
-    meta = ModelMetadata(
-        "segment", "unet", ["background", "crack"], 1, 64, (0.5,) * 3, (0.5,) * 3, extra={"training_data": old}
-    )
-    monkeypatch.setattr(segment, "onnx_model_metadata", lambda _: meta)
-    with pytest.raises(segment.TrainingDataError, match="--seed"):
-        segment._check_onnx_held_out("new stratified split (seed 1), test part kept out", "data", [], Path("m.onnx"))
-    segment._check_onnx_held_out("new stratified split (seed 0), test part kept out", "data", [], Path("m.onnx"))
-    segment._check_onnx_held_out("new stratified split (seed 1), test part kept out", "other", [], Path("m.onnx"))
+    index = index_dataset(synth_set)
+    then = make_split(synth_set, seed=0, similarity=None)
+    counts = {name: len(then.splits[name]) for name in ("train", "val")}
+    counts["test_kept_out"] = len(then.splits["test"])
+    how = "new stratified split (seed 0), test part kept out"
+
+    def recorded(counts: dict) -> None:
+        old = {"sources": [{"name": "data", "split": how, "counts": counts}]}
+        meta = ModelMetadata(
+            "segment", "unet", ["background", "crack"], 1, 64, (0.5,) * 3, (0.5,) * 3, extra={"training_data": old}
+        )
+        monkeypatch.setattr(segment, "onnx_model_metadata", lambda _: meta)
+
+    recorded(counts)
+    train = select_split(index, then, "train")
+    test = select_split(index, then, "test")
+    segment._check_onnx_held_out("data", index, train, Path("m.onnx"))  # the model's own split
+    segment._check_onnx_held_out("data", index, train[1:], Path("m.onnx"))  # less of it
+    segment._check_onnx_held_out("other", index, train + test, Path("m.onnx"))  # another set
+    with pytest.raises(segment.TrainingDataError, match="--similarity 0") as err:
+        segment._check_onnx_held_out("data", index, train + test[:1], Path("m.onnx"))
+    assert index.relative(test[0].image) in str(err.value) and "1 training image(s)" in str(err.value)
+    recorded({**counts, "train": counts["train"] + 1})  # drawn with other fractions: unknown test part
+    with pytest.raises(segment.TrainingDataError, match="cannot be drawn again"):
+        segment._check_onnx_held_out("data", index, train, Path("m.onnx"))
 
 
 def test_training_keeps_freed_memory_on_glibc_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crackscan.data.classes import canonical_class
 from crackscan.data.heldout import held_out_digests
-from crackscan.data.layouts import SPLIT_NAMES, LayoutKind, Sample, index_dataset
+from crackscan.data.layouts import SPLIT_NAMES, DatasetIndex, LayoutKind, Sample, index_dataset
 from crackscan.data.licences import licence_of
 from crackscan.data.split import SplitError, SplitPlan, make_split, read_split, select_split, write_split
 from crackscan.imageio import ImageReadError, MaskKind, read_image, read_mask
@@ -214,20 +214,39 @@ def _check_same_split(plan: SplitPlan, name: str, weights: Path) -> None:
         return
 
 
-def _check_onnx_held_out(how: str, name: str, train: list[Sample], model_file: Path) -> None:
+def _check_onnx_held_out(name: str, index: DatasetIndex, train: list[Sample], model_file: Path) -> None:
     """The exported-model counterpart of :func:`_check_same_split`: no training image of this run may be one the
     model was tested on. A model file records the content digests of its test images (any set: a copy under
-    another name is caught too); files from before digests were kept record how each set was split, so there a
-    new split of a set the model was trained on with another seed is refused."""
+    another name is caught too). Files from before digests were kept record how each set was split: a
+    generated split is drawn again as it was then (before near duplicates were grouped, ``similarity=None``),
+    checked against the recorded counts, and this run's training images must lie outside its test part."""
     training_data = onnx_model_metadata(model_file).extra.get("training_data", {})
     if refuse_held_out([s.image for s in train], training_data, model_file, what=f"{name}: "):
         return
     for source in training_data.get("sources", []):
         earlier = str(source.get("split", ""))
-        if source.get("name") == name and earlier.startswith("new stratified split") and how != earlier:
+        seed = re.match(r"new stratified split \(seed (-?\d+)\)", earlier)
+        if source.get("name") != name or seed is None:
+            continue
+        # Why not compare the seed: since near duplicates are grouped, the same seed draws another split
+        # (28 of crackmix's 105 test images moved), so only the split's content can tell.
+        old = make_split(index.root, seed=int(seed.group(1)), similarity=None, mask_dir=index.mask_dir)
+        recorded = source.get("counts", {})
+        rebuilt = {"train": len(old.splits["train"]), "val": len(old.splits["val"])}
+        rebuilt["test_kept_out"] = len(old.splits["test"])
+        if any(recorded.get(k) != v for k, v in rebuilt.items()):
             raise TrainingDataError(
-                f"{name}: --weights {model_file} were trained on a {earlier}; this run takes a {how}. "
-                "Pass the same --seed (or a split file holding that split) so its held-out images stay out"
+                f"{name}: --weights {model_file} were trained on a {earlier}, which cannot be drawn again here "
+                f"(recorded {recorded}, drawn {rebuilt}): its test images are unknown. Pass --split with that "
+                "run's own split files"
+            )
+        leaked = sorted(set(index.relative(s.image) for s in train) & set(old.splits["test"]))
+        if leaked:
+            shown = ", ".join(leaked[:3]) + (" …" if len(leaked) > 3 else "")
+            raise TrainingDataError(
+                f"{name}: {len(leaked)} training image(s) of this split ({shown}) are in the test part of the "
+                f"{earlier} that --weights {model_file} kept out. Pass --split with that split "
+                f"(`crackscan data split {index.root} --seed {seed.group(1)} --similarity 0` draws it again)"
             )
 
 
@@ -272,7 +291,7 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
             train, val = train[: cfg.limit], val[: cfg.limit]
         onnx_file = onnx_weights_file(cfg.weights)
         if onnx_file is not None:
-            _check_onnx_held_out(how, name, train, onnx_file)
+            _check_onnx_held_out(name, index, train, onnx_file)
         elif cfg.weights:
             _check_same_split(plan, name, Path(cfg.weights))
         split_file = run_dir / "splits" / f"{name}.json"

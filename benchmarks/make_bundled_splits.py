@@ -1,0 +1,116 @@
+"""Rebuild the split files the bundled crack segmenters were trained with, and their clean variant.
+
+The bundled ``crack-seg`` and ``crack-seg-unet`` were trained on ``crackscan data split``'s
+seed-0 splits of crackmix, DeepCrack and CRACK500 as they were *before* the split grouped
+near duplicates (session 16): exact duplicates only. ``make_split(seed=0)`` now keeps
+turned and re-encoded copies together, which moves 28 of crackmix's 105 test images — so
+a fresh seed-0 split scores those models partly on their own training images. This script
+writes the original splits again (``make_split(seed=0, similarity=None)``; checked: the
+crackmix test split reproduces ``crack-seg-unet``'s recorded crackmix IoU, 0.5099, exactly)
+to ``benchmarks/splits/seed0/``, and a ``seed0-clean/`` variant for new training runs: the
+same splits less the training and validation copies of test images that ``crackscan data
+check`` names (``train`` refuses a split that trains on a near copy of a test image). The
+test splits of both are identical.
+
+    .venv/bin/python benchmarks/make_bundled_splits.py [--data ../shared/data] [--check]
+
+``--check`` rebuilds in memory and fails when the committed files differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from crackscan.data.split import SplitPlan, make_split
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parents[1] / "shared" / "data"
+OUT = HERE / "splits"
+SETS = ("crackmix", "deepcrack", "crack500")
+
+# Copies of test images in the other splits, as `crackscan data check` reports them
+# (docs/data.md): key in train/val -> the test image it copies.
+TEST_COPIES: dict[str, dict[str, str]] = {
+    "deepcrack": {"images/train/11158.jpg": "images/test/11216.jpg"},
+    "crack500": {
+        "images/train/20160329_103609.jpg": "images/test/20160329_103609.jpg",
+        "images/train/20160329_111111.jpg": "images/test/20160329_111111.jpg",
+    },
+    "crackmix": {
+        "images/noncrack_noncrack_concrete_wall_73_1.jpg.jpg": "images/noncrack_noncrack_concrete_wall_73_4.jpg.jpg",
+        "images/noncrack_noncrack_concrete_wall_73_2.jpg.jpg": "images/noncrack_noncrack_concrete_wall_73_4.jpg.jpg",
+        "images/noncrack_noncrack_concrete_wall_75_0.jpg.jpg": "images/noncrack_noncrack_concrete_wall_75_24.jpg.jpg",
+    },
+}
+
+
+def without_test_copies(plan: SplitPlan, copies: dict[str, str]) -> SplitPlan:
+    """``plan`` less the train/val keys that copy a test image (listed as excluded, with the reason)."""
+    test = set(plan.splits["test"])
+    for key, original in copies.items():
+        where = plan.split_of(key)
+        if where is None or where == "test" or original not in test:
+            raise SystemExit(f"{plan.root}: expected {key} in train/val and {original} in test (found {where})")
+    splits = {name: [k for k in keys if k not in copies] for name, keys in plan.splits.items()}
+    strata_counts: dict[str, dict[str, int]] = {}
+    for name, keys in splits.items():
+        counts: dict[str, int] = {}
+        for k in keys:
+            counts[plan.strata[k]] = counts.get(plan.strata[k], 0) + 1
+        strata_counts[name] = dict(sorted(counts.items()))
+    excluded = plan.excluded + [
+        {"path": key, "reason": f"near copy of test image {original} (crackscan data check)"}
+        for key, original in sorted(copies.items())
+    ]
+    return SplitPlan(
+        splits=splits,
+        stratify=plan.stratify,
+        strata_counts=strata_counts,
+        kept_official=plan.kept_official,
+        seed=plan.seed,
+        root=plan.root,
+        fractions=plan.fractions,
+        layout=plan.layout,
+        strata={k: v for k, v in plan.strata.items() if k not in copies},
+        excluded=sorted(excluded, key=lambda e: e["path"]),
+        warnings=plan.warnings,
+        similarity=plan.similarity,
+    )
+
+
+def _text(plan: SplitPlan) -> str:
+    # The data folder is named relative to the repository so the files do not carry this machine's paths.
+    raw = plan.to_dict()
+    raw["root"] = f"../shared/data/{Path(plan.root).name}"
+    return json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
+    args = ap.parse_args(argv)
+    stale = []
+    for name in SETS:
+        plan = make_split(args.data / name, seed=0, similarity=None)
+        for folder, variant in (("seed0", plan), ("seed0-clean", without_test_copies(plan, TEST_COPIES[name]))):
+            path = OUT / folder / f"{name}.json"
+            text = _text(variant)
+            if args.check:
+                if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                    stale.append(str(path))
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"{path}: {variant.counts}")
+    if stale:
+        print("differ from a rebuild: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
