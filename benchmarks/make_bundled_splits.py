@@ -18,6 +18,9 @@ test splits of both are identical.
 IoUs 0.4667 and 0.4275). ``car_damage`` shows why: a grouped seed-0 split carves its test part
 out of the official training photos instead of holding out the official val part.
 
+``crack-cls`` was trained on Özgenel's seed-0 split of the same kind (``seed0/ozgenel.json``;
+its test accuracy reproduces the card's, ``benchmarks/ozgenel_copies.py``).
+
     .venv/bin/python benchmarks/make_bundled_splits.py [--data ../shared/data] [--check]
 
 ``--check`` rebuilds in memory and fails when the committed files differ.
@@ -104,6 +107,7 @@ def _plans(data: Path, tmp: Path) -> list[tuple[str, str, SplitPlan]]:
         plan = make_split(data / name, seed=0, similarity=None)
         out.append(("seed0", name, plan))
         out.append(("seed0-clean", name, without_test_copies(plan, TEST_COPIES[name])))
+    out.append(("seed0", "ozgenel", make_split(data / "ozgenel", seed=0, similarity=None)))
     for name, mask_dir in CAR_SETS.items():
         fix_dataset(data / name, tmp / name, mask_dir=mask_dir)
         out.append(("seed0", name, make_split(tmp / name, seed=0, similarity=None)))
