@@ -202,3 +202,29 @@ def test_committed_bundled_splits_are_the_seed0_splits_drawn_again(shared_data: 
     clean = read_split(script.parent / "splits" / "seed0-clean" / "deepcrack.json")
     kept = read_split(script.parent / "splits" / "seed0" / "deepcrack.json")
     assert clean.splits["test"] == kept.splits["test"] and "images/train/11158.jpg" not in clean.splits["train"]
+
+
+def test_a_split_hands_its_decoded_images_to_the_cross_set_copy_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training run splits each set (decoding every image for near duplicates), then checks copies across
+    sets: with one ``facts`` dict the second pass decodes nothing, and finds the same copies."""
+    from crackscan.training import run
+
+    roots = [tmp_path / "a", tmp_path / "b"]
+    make_pair_set(roots[0], 8, size=(48, 48))
+    shutil.copytree(roots[0], roots[1])  # set b holds set a's images again
+    facts: dict = {}
+    plans = [make_split(root, seed=seed, facts=facts) for seed, root in enumerate(roots)]
+    assert len(facts) == 16 and all(f.fingerprint is not None for f in facts.values())
+    indexes = [index_dataset(root) for root in roots]
+    train = [s.image for index, plan in zip(indexes, plans, strict=True) for s in select_split(index, plan, "train")]
+    test = [s.image for index, plan in zip(indexes, plans, strict=True) for s in select_split(index, plan, "test")]
+
+    def no_decoding(path: Path, **_: object) -> None:
+        raise AssertionError(f"{path} decoded again")
+
+    monkeypatch.setattr(run, "inspect_image", no_decoding)
+    # Split with other seeds, b trains on copies of a's test images: found from the split's fingerprints alone.
+    with pytest.raises(run.TrainingDataError, match=r"near copies .* of test images"):
+        run.refuse_copies_across_sets(train, test, set(), facts)

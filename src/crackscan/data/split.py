@@ -164,11 +164,14 @@ def make_split(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     similarity: float | None = DEFAULT_SIMILARITY,
     progress: ProgressCallback | None = None,
+    facts: dict[Path, ImageFacts] | None = None,
 ) -> SplitPlan:
     """Make a deterministic, stratified train/val/test split of the data set at ``root``.
 
     ``similarity``: near-duplicate threshold (None: exact duplicates only, and images are
-    only hashed, not decoded).
+    only hashed, not decoded). ``facts``: decoded :class:`ImageFacts` by path, used where
+    present and filled with the ones decoded here — a caller that checks the same images
+    again (a training run's cross-set copy check) passes one dict to both and decodes once.
 
     Raises :class:`~crackscan.data.layouts.LayoutError` when ``root`` is no data set
     and :class:`SplitError` for bad fractions or nothing to split.
@@ -189,14 +192,15 @@ def make_split(
     # Either way a file that cannot be read (or decoded) would fail the same way in
     # training, so it is left out here with the reason.
     decode = similarity is not None
-    facts = {
+    known = facts if facts is not None and decode else {}
+    todo = [s.image for s in strata if s.image not in known]
+    found = {
         f.path: f
-        for f in map_files(
-            lambda p: inspect_image(p, decode=decode, max_pixels=max_pixels),
-            [s.image for s in strata],
-            progress=progress,
-        )
+        for f in map_files(lambda p: inspect_image(p, decode=decode, max_pixels=max_pixels), todo, progress=progress)
     }
+    if facts is not None and decode:
+        facts.update(found)
+    facts = {**known, **found}
     by_hash: dict[str, list[Sample]] = {}
     digest: dict[Sample, str] = {}
     for s in strata:

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from crackscan.data.check import ImageFacts
 from crackscan.data.classes import canonical_class, crack_index, model_class_names
 from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import LayoutKind, Sample, index_dataset
@@ -153,13 +154,15 @@ class ResolvedSplits:
     summary: dict[str, Any]
 
 
-def _split_of(cfg: ClassifyConfig, root: str, name: str, split_dir: Path | None) -> tuple[SplitPlan, str]:
+def _split_of(
+    cfg: ClassifyConfig, root: str, name: str, split_dir: Path | None, facts: dict[Path, ImageFacts]
+) -> tuple[SplitPlan, str]:
     if split_dir is not None:
         path = split_file_in(split_dir, name, root)
         return read_split(path), f"split file {path}"
     if cfg.split:
         return read_split(cfg.split), f"split file {cfg.split}"
-    plan = make_split(root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    plan = make_split(root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed, facts=facts)
     return plan, ("kept the layout's split" if plan.kept_official else f"new stratified split, seed {cfg.seed}")
 
 
@@ -192,6 +195,7 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
     totals: dict[str, int] = {}
     sources: list[dict[str, Any]] = []
     plans: list[tuple[SplitPlan, Path]] = []  # written once every check has passed: a refused run leaves nothing
+    facts: dict[Path, ImageFacts] = {}  # images decoded by the split, reused by the cross-set copy check
     for root, name in zip(roots, set_names(roots), strict=True):
         index = index_dataset(root)
         if index.layout is not LayoutKind.CLASS_FOLDERS:
@@ -205,7 +209,7 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
                 f"{root}: found only {len(counts)} class ({', '.join(counts) or 'none'}); "
                 "a classifier needs at least two class folders"
             )
-        plan, how = _split_of(cfg, root, name, split_dir)
+        plan, how = _split_of(cfg, root, name, split_dir, facts)
         split_file = run_dir / ("split.json" if len(roots) == 1 else f"splits/{name}.json")
         plans.append((plan, split_file))
         parts = {k: _limit(select_split(index, plan, k), cfg.limit_per_class) for k in splits if plan.splits.get(k)}
@@ -243,6 +247,7 @@ def _resolve_splits(cfg: ClassifyConfig, run_dir: Path, *, write: bool = True) -
             [s.image for s in splits["train"]],
             [s.image for s in splits["test"]],
             {d for x in sources for d in x["test_digests"]},
+            facts,
         )
     if write:
         for plan, split_file in plans:

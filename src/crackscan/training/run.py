@@ -18,7 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from crackscan.data.check import inspect_image, map_files
+from crackscan.data.check import ImageFacts, inspect_image, map_files
 from crackscan.data.heldout import find_held_out, recorded_held_out
 from crackscan.data.similar import similar_pairs
 
@@ -78,21 +78,26 @@ def split_file_in(folder: Path, name: str, root: str | Path) -> Path:
     return path
 
 
-def refuse_copies_across_sets(train: list[Path], test: list[Path], test_digests: set[str]) -> None:
+def refuse_copies_across_sets(
+    train: list[Path], test: list[Path], test_digests: set[str], facts: dict[Path, ImageFacts] | None = None
+) -> None:
     """Several sets train one model, each split on its own: an image that is in one set's test part and, as a
     copy, in another's training part would make the test figures a score on training data. Raise
     :class:`TrainingDataError` naming the copies: byte-for-byte ones (content digests), then re-encoded,
     resized, turned or mirrored ones (near duplicates, :mod:`crackscan.data.similar`; every image is
-    decoded once for it)."""
+    decoded once for it; ``facts`` holds images already decoded, e.g. by :func:`~crackscan.data.split.make_split`)."""
     copies = find_held_out(train, test_digests)
     if copies:
         raise TrainingDataError(
             f"{len(copies)} training image(s) ({_shown(copies)}) are byte-for-byte copies of test images of the data "
             "sets given to this run: remove the copies (`crackscan data check` lists a set's duplicates)"
         )
-    facts = list(map_files(inspect_image, [*train, *test]))
+    known = facts if facts is not None else {}
+    paths = [*train, *test]
+    found = {f.path: f for f in map_files(inspect_image, [p for p in paths if p not in known])}
+    prints = [(known.get(p) or found[p]).fingerprint for p in paths]
     n = len(train)
-    near = sorted({train[p.i] for p in similar_pairs([f.fingerprint for f in facts]) if p.i < n <= p.j})
+    near = sorted({train[p.i] for p in similar_pairs(prints) if p.i < n <= p.j})
     if near:
         raise TrainingDataError(
             f"{len(near)} training image(s) ({_shown(near)}) are near copies (re-encoded, resized, turned or "

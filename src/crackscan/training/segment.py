@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from crackscan.data.check import ImageFacts
 from crackscan.data.classes import canonical_class
 from crackscan.data.heldout import held_out_digests
 from crackscan.data.layouts import SPLIT_NAMES, DatasetIndex, LayoutKind, Sample, index_dataset
@@ -258,6 +259,7 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
     sources: list[SourceSplit] = []
     plans: list[tuple[SplitPlan, Path]] = []  # written once every check has passed: a refused run leaves nothing
     roots = [parse_data_argument(arg)[0] for arg in cfg.data]
+    facts: dict[Path, ImageFacts] = {}  # images decoded by the split, reused by the cross-set copy check
     for root, name in zip(roots, set_names(roots), strict=True):
         index = index_dataset(root, mask_dir=cfg.mask_dir)
         if index.layout is not LayoutKind.IMAGE_MASK_PAIRS:
@@ -277,7 +279,9 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
             plan = read_split(cfg.split)
             how = f"split file {cfg.split}"
         else:
-            plan = make_split(root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed, mask_dir=cfg.mask_dir)
+            plan = make_split(
+                root, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed, mask_dir=cfg.mask_dir, facts=facts
+            )
             how = (
                 "official split kept, val carved from train"
                 if plan.kept_official
@@ -313,6 +317,7 @@ def resolve_sources(cfg: SegmentConfig, run_dir: Path, *, write: bool = True) ->
             [x.image for s in sources for x in s.train],
             [p for s in sources for p in s.test_images],
             {d for s in sources for d in s.test_digests},
+            facts,
         )
     if write:
         for plan, split_file in plans:
