@@ -228,3 +228,17 @@ def test_a_split_hands_its_decoded_images_to_the_cross_set_copy_check(
     # Split with other seeds, b trains on copies of a's test images: found from the split's fingerprints alone.
     with pytest.raises(run.TrainingDataError, match=r"near copies .* of test images"):
         run.refuse_copies_across_sets(train, test, set(), facts)
+
+
+@pytest.mark.shared_data
+def test_bundled_models_record_the_test_digests_of_their_split_files(shared_data: Path) -> None:
+    """crack-cls, crack-seg and crack-seg-unet carry digests of the test images of benchmarks/splits/seed0."""
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "record_test_digests.py"
+    models = ["crack-cls", "crack-seg", "crack-seg-unet"]
+    done = subprocess.run(
+        [sys.executable, str(tool), *models, "--check", "--data", str(shared_data)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

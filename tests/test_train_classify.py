@@ -165,7 +165,8 @@ def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path, cap
     assert result.exit_code == 0, result.output
     assert "ONNX model" in result.output and "max |Δlogit|" in result.output
     assert load_predictor(out / "model.onnx").metadata.class_names == meta.class_names
-    assert "may train on its held-out images" in caplog.text  # same set name: its split cannot be checked
+    # It records its test patches' digests (tools/record_test_digests.py): checked, none of these is one.
+    assert "may train on its held-out images" not in caplog.text
 
     three = _patches(tmp_path / "three", per_class=6, size=meta.input_size + 8)
     (three / "Spalling").mkdir()
@@ -175,6 +176,24 @@ def test_fine_tune_the_bundled_classifier_from_its_onnx_file(tmp_path: Path, cap
         app, ["train", "classify", str(three), "--out", str(tmp_path / "o"), "--weights", "crack-cls", *fit]
     )
     assert other.exit_code == 1 and "classes must be the same" in other.output
+
+
+def test_a_classifier_without_digests_warns_on_a_set_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Files exported before digests were kept name the set they were split from, nothing more: a warning."""
+    from crackscan.runtime.predictor import ModelMetadata
+    from crackscan.training import classify
+
+    old = {"root": "ozgenel", "split": "split file runs/x/split.json"}
+    meta = ModelMetadata(
+        "classify", "resnet18", ["no_crack", "crack"], 1, 88, (0.5,) * 3, (0.5,) * 3, extra={"training_data": old}
+    )
+    monkeypatch.setattr(classify, "onnx_model_metadata", lambda _: meta)
+    classify._check_onnx_classes(Path("m.onnx"), ["no_crack", "crack"], [str(tmp_path / "mine")], [])
+    assert "may train on its held-out images" not in caplog.text
+    classify._check_onnx_classes(Path("m.onnx"), ["no_crack", "crack"], [str(tmp_path / "ozgenel")], [])
+    assert "may train on its held-out images" in caplog.text
 
 
 def test_fine_tune_may_not_train_on_the_models_test_images(tmp_path: Path) -> None:
