@@ -75,18 +75,6 @@ def paired_widths(
     return wp[close].astype(np.float32), wt[close].astype(np.float32)
 
 
-def _monotone(y: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Pool adjacent violators: the closest non-decreasing sequence (weighted least squares)."""
-    blocks: list[list[float]] = []  # [value, weight, count]
-    for v, w in zip(y.tolist(), weight.tolist(), strict=True):
-        blocks.append([v, w, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            v2, w2, n2 = blocks.pop()
-            v1, w1, n1 = blocks.pop()
-            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return np.concatenate([np.full(int(n), v) for v, _, n in blocks])
-
-
 def monotone(y: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Pool adjacent violators: the closest non-decreasing sequence (weighted least squares)."""
     blocks: list[list[float]] = []  # [value, weight, count]
