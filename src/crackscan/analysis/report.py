@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 THUMBNAIL_SIDE = 240  # px: table thumbnails in report.html
 PREVIEW_SIDE = 720  # px: overlays embedded in report.html (the full overlay PNG is next to it)
 _MAX_DILATION_PX = 101  # cap on the kernel that spreads centreline widths over the crack
+# Per-photo mean absolute difference between the bundled segmenters' mean crack width and the annotated one on
+# DeepCrack, CRACK500 and crackmix test photos: 1.0-3.9 px (benchmarks/width_curve.py, docs/benchmarks.md).
+WIDTH_DIFF_PX = (1, 4)
 _SEVERITY_COLOURS = ("#2e7d32", "#f9a825", "#ef6c00", "#c62828", "#6a1b9a")  # mild … severe
 
 
@@ -372,6 +375,14 @@ def render_html(
             "<div class='note'>This model is a <b>patch classifier</b>: it says which 227-px patches of a photo "
             "show a crack (heatmap), but it cannot outline cracks, so <b>no length or width is measured</b> and "
             "severity is “unknown” for photos with cracks. Use a segmentation model for measurements.</div>"
+        )
+    if not classifier and with_crack:
+        at_scale = f" ({WIDTH_DIFF_PX[0] * mm:.2g}–{WIDTH_DIFF_PX[1] * mm:.2g} mm at this scale)" if mm else ""
+        parts.append(
+            "<div class='note'>Widths are measured on the model's crack mask. On the public crack sets' held-out "
+            f"photos a photo's mean width differs from the hand-annotated one by {WIDTH_DIFF_PX[0]}–{WIDTH_DIFF_PX[1]}"
+            f" px on average{e(at_scale)}: a crack near a severity band's edge may belong to the next band. "
+            "Check such cracks on site.</div>"
         )
     if mm is None and not classifier and unit == "mm":
         parts.append(
