@@ -379,10 +379,10 @@ def render_html(
     if not classifier and with_crack:
         at_scale = f" ({WIDTH_DIFF_PX[0] * mm:.2g}–{WIDTH_DIFF_PX[1] * mm:.2g} mm at this scale)" if mm else ""
         parts.append(
-            "<div class='note'>Widths are measured on the model's crack mask. On the public crack sets' held-out "
-            f"photos a photo's mean width differs from the hand-annotated one by {WIDTH_DIFF_PX[0]}–{WIDTH_DIFF_PX[1]}"
-            f" px on average{e(at_scale)}: a crack near a severity band's edge may belong to the next band. "
-            "Check such cracks on site.</div>"
+            "<div class='note'>Widths are measured on the model's crack mask, not with a gauge. For the bundled "
+            "crack segmenters, on the public crack sets' test photos, a photo's mean width differs from the "
+            f"hand-annotated one by {WIDTH_DIFF_PX[0]}–{WIDTH_DIFF_PX[1]} px on average{e(at_scale)}: a crack near "
+            "a severity band's edge may belong to the next band. Check such cracks on site.</div>"
         )
     if mm is None and not classifier and unit == "mm":
         parts.append(
