@@ -219,8 +219,9 @@ def _check_onnx_held_out(name: str, index: DatasetIndex, train: list[Sample], mo
     """The exported-model counterpart of :func:`_check_same_split`: no training image of this run may be one the
     model was tested on. A model file records the content digests of its test images (any set: a copy under
     another name is caught too). Files from before digests were kept record how each set was split: a
-    generated split is drawn again as it was then (before near duplicates were grouped, ``similarity=None``),
-    checked against the recorded counts, and this run's training images must lie outside its test part."""
+    generated split is drawn again as it was then (before near duplicates were grouped, ``similarity=None``);
+    when its counts match the recorded ones, this run's training images must lie outside its test part (else a
+    warning: another folder of the same name, or other fractions)."""
     training_data = onnx_model_metadata(model_file).extra.get("training_data", {})
     if refuse_held_out([s.image for s in train], training_data, model_file, what=f"{name}: "):
         return
@@ -236,11 +237,13 @@ def _check_onnx_held_out(name: str, index: DatasetIndex, train: list[Sample], mo
         rebuilt = {"train": len(old.splits["train"]), "val": len(old.splits["val"])}
         rebuilt["test_kept_out"] = len(old.splits["test"])
         if any(recorded.get(k) != v for k, v in rebuilt.items()):
-            raise TrainingDataError(
-                f"{name}: --weights {model_file} were trained on a {earlier}, which cannot be drawn again here "
-                f"(recorded {recorded}, drawn {rebuilt}): its test images are unknown. Pass --split with that "
-                "run's own split files"
-            )
+            # Another folder of the same name, or other fractions: nothing to compare with (as for classifiers).
+            log.warning(
+                "%s: --weights %s were trained on a %s of a set of this name that cannot be drawn again here "
+                "(recorded %s, drawn %s): if this is that set, this split may train on its held-out images",
+                name, model_file, earlier, recorded, rebuilt,
+            )  # fmt: skip
+            continue
         leaked = sorted(set(index.relative(s.image) for s in train) & set(old.splits["test"]))
         if leaked:
             shown = ", ".join(leaked[:3]) + (" …" if len(leaked) > 3 else "")
