@@ -29,9 +29,11 @@ its test accuracy reproduces the card's, ``benchmarks/ozgenel_copies.py``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from crackscan.data.fix import fix_dataset
@@ -67,29 +69,17 @@ def without_test_copies(plan: SplitPlan, copies: dict[str, str]) -> SplitPlan:
         if where is None or where == "test" or original not in test:
             raise SystemExit(f"{plan.root}: expected {key} in train/val and {original} in test (found {where})")
     splits = {name: [k for k in keys if k not in copies] for name, keys in plan.splits.items()}
-    strata_counts: dict[str, dict[str, int]] = {}
-    for name, keys in splits.items():
-        counts: dict[str, int] = {}
-        for k in keys:
-            counts[plan.strata[k]] = counts.get(plan.strata[k], 0) + 1
-        strata_counts[name] = dict(sorted(counts.items()))
     excluded = plan.excluded + [
         {"path": key, "reason": f"near copy of test image {original} (crackscan data check)"}
         for key, original in sorted(copies.items())
     ]
-    return SplitPlan(
+    counts = {name: dict(sorted(Counter(plan.strata[k] for k in keys).items())) for name, keys in splits.items()}
+    return dataclasses.replace(
+        plan,
         splits=splits,
-        stratify=plan.stratify,
-        strata_counts=strata_counts,
-        kept_official=plan.kept_official,
-        seed=plan.seed,
-        root=plan.root,
-        fractions=plan.fractions,
-        layout=plan.layout,
+        strata_counts=counts,
         strata={k: v for k, v in plan.strata.items() if k not in copies},
         excluded=sorted(excluded, key=lambda e: e["path"]),
-        warnings=plan.warnings,
-        similarity=plan.similarity,
     )
 
 

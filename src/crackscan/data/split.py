@@ -192,15 +192,13 @@ def make_split(
     # Either way a file that cannot be read (or decoded) would fail the same way in
     # training, so it is left out here with the reason.
     decode = similarity is not None
-    known = facts if facts is not None and decode else {}
-    todo = [s.image for s in strata if s.image not in known]
-    found = {
-        f.path: f
+    # The caller's dict (decoded facts only: hash-only facts lack the fingerprint) is read and filled in place.
+    facts = facts if facts is not None and decode else {}
+    todo = [s.image for s in strata if s.image not in facts]
+    facts.update(
+        (f.path, f)
         for f in map_files(lambda p: inspect_image(p, decode=decode, max_pixels=max_pixels), todo, progress=progress)
-    }
-    if facts is not None and decode:
-        facts.update(found)
-    facts = {**known, **found}
+    )
     by_hash: dict[str, list[Sample]] = {}
     digest: dict[Sample, str] = {}
     for s in strata:
