@@ -410,3 +410,21 @@ def test_int8_quantisation_leaves_no_scratch_files_in_the_working_folder(
     # Concat/Resize stay float (one shared scale over a skip concatenation costs accuracy).
     quant = OnnxPredictor(work / "m.int8.onnx").metadata.extra["quantization"]
     assert quant["ops"] == ["Conv", "Add", "Gemm", "MatMul"]
+
+
+def test_cli_int8_weights_store_a_quarter_and_keep_predictions(exported: Path, tmp_path: Path) -> None:
+    fp32 = tmp_path / "m.onnx"
+    small = tmp_path / "m.int8w.onnx"
+    assert runner.invoke(app, ["export", str(exported), "--out", str(fp32)]).exit_code == 0
+    report = tmp_path / "int8w.json"
+    result = runner.invoke(
+        app, ["export", str(exported), "--quantize", "int8-weights", "--out", str(small), "--json", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(report.read_text())
+    assert figures["precision"] == "int8-weights" and figures["int8"]["method"] == "int8-weights"
+    assert small.stat().st_size < 0.5 * fp32.stat().st_size
+    batch = _images(4)
+    np.testing.assert_allclose(
+        OnnxPredictor(small).crack_probability(batch), OnnxPredictor(fp32).crack_probability(batch), atol=2e-2
+    )

@@ -662,11 +662,11 @@ def export_model(
     import copy
     import tempfile
 
-    from crackscan.runtime.quantize import quantize_int8, store_fp16_weights
+    from crackscan.runtime.quantize import quantize_int8, store_fp16_weights, store_int8_weights
     from crackscan.runtime.torch_backend import load_torch_model
 
-    if quantize not in (None, "int8", "fp16"):
-        raise ExportError(f"--quantize {quantize}: use int8 or fp16")
+    if quantize not in (None, "int8", "fp16", "int8-weights"):
+        raise ExportError(f"--quantize {quantize}: use int8, fp16 or int8-weights")
     source = Path(source)
     loaded = load_torch_model(source)
     precision = quantize or "fp32"
@@ -693,6 +693,9 @@ def export_model(
         if quantize == "fp16":
             store_fp16_weights(fp32_path, int8_tmp)
             method = "fp16-weights"
+        elif quantize == "int8-weights":
+            store_int8_weights(fp32_path, int8_tmp)
+            method = "int8-weights"
         else:
             quantize_int8(
                 fp32_path, int8_tmp, method=method, calibration_images=refs.calibration, calibration_source=refs.source

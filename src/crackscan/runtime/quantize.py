@@ -232,3 +232,117 @@ def store_fp16_weights(src: str | Path, dst: str | Path, *, min_elements: int = 
     onnx.save(proto, str(tmp_dst))
     tmp_dst.replace(dst)
     return dst
+
+
+def _fold_fp16_casts(graph: Any) -> int:
+    """Turn ``store_fp16_weights``' float16 initializer + ``Cast`` pairs back into float32 initializers.
+
+    float16 → float32 is exact, so a model reduced with ``--quantize fp16`` can be reduced further
+    (or merged with others) without its fp32 file. Returns the number of casts folded.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    halves = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT16}
+    folded: dict[str, Any] = {}
+    for node in graph.node:
+        if node.op_type == "Cast" and len(node.input) == 1 and node.input[0] in halves:
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if to == TensorProto.FLOAT:
+                folded[node.output[0]] = numpy_helper.from_array(
+                    numpy_helper.to_array(halves[node.input[0]]).astype(np.float32), node.output[0]
+                )
+    if not folded:
+        return 0
+    used = {n.input[0] for n in graph.node if n.op_type == "Cast" and n.output[0] in folded}
+    nodes = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in folded)]
+    kept = [i for i in graph.initializer if i.name not in used] + list(folded.values())
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return len(folded)
+
+
+def store_int8_weights(src: str | Path, dst: str | Path, *, min_elements: int = 1024) -> Path:
+    """Write a copy of ``src`` whose large weight tensors are stored as int8, one scale per output channel.
+
+    Each float initializer of two or more dimensions with at least ``min_elements`` values becomes an
+    int8 initializer (symmetric, scale = max |w| / 127 per slice along axis 0) followed by a
+    ``DequantizeLinear`` back to float32; other large initializers are stored as float16. Activations
+    and every computation stay in float32, so unlike static INT8 (refused for the U-Nets: their skip
+    concatenations lose too much at 8-bit activations) the only change is the rounding of the weights,
+    at about a quarter of the fp32 file. Why: it lets two segmenters share one file of under 10 MB
+    (``crackscan export A.onnx+B.onnx``). ``src`` may be fp32 or fp16-weights.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    src, dst = Path(src), Path(dst)
+    proto = onnx.load(str(src))
+    meta = _read_metadata(proto)
+    if meta.precision not in ("fp32", "fp16-weights"):
+        raise QuantizationError(f"{src}: already reduced to {meta.precision}; start from an fp32 or fp16 model")
+    graph = proto.graph
+    _fold_fp16_casts(graph)
+    prologue, kept = [], []
+    n_int8 = n_half = 0
+    for init in graph.initializer:
+        size = int(np.prod(init.dims)) if len(init.dims) else 1
+        if init.data_type != TensorProto.FLOAT or size < min_elements:
+            kept.append(init)
+            continue
+        w = numpy_helper.to_array(init)
+        if w.ndim >= 2:
+            peak = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+            q = np.clip(np.rint(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+            kept += [
+                numpy_helper.from_array(q, init.name + "__int8"),
+                numpy_helper.from_array(scale, init.name + "__scale"),
+                numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), init.name + "__zero"),
+            ]
+            prologue.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [init.name + "__int8", init.name + "__scale", init.name + "__zero"],
+                    [init.name],
+                    axis=0,
+                )
+            )
+            n_int8 += 1
+        else:
+            kept.append(numpy_helper.from_array(w.astype(np.float16), init.name + "__fp16"))
+            prologue.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT))
+            n_half += 1
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(prologue + nodes)  # weights first: the graph stays topologically sorted
+    meta.precision = "int8-weights"
+    meta.extra = {
+        **meta.extra,
+        "quantization": {
+            "method": "int8-weights",
+            "weights": "int8 symmetric, per output channel",
+            "int8_initializers": n_int8,
+            "fp16_initializers": n_half,
+            "compute": "float32",
+        },
+    }
+    _write(proto, meta, dst)
+    return dst
+
+
+def _write(proto: Any, meta: ModelMetadata, dst: Path) -> None:
+    import onnx
+
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = meta.to_json()
+    onnx.checker.check_model(proto)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dst = dst.with_name(dst.name + ".tmp")
+    onnx.save(proto, str(tmp_dst))
+    tmp_dst.replace(dst)
