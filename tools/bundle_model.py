@@ -63,6 +63,19 @@ def card(name: str, onnx_path: Path, evals: dict[str, dict], notes: str) -> str:
         "```",
         "",
     ]
+    if extra.get("ensemble"):
+        lines += [
+            "Members (the file computes the mean of their probabilities; `crackscan export A+B`):",
+            "",
+            "| member | design | threshold | precision | sha256 of the member file | training command |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in extra["ensemble"]:
+            lines.append(
+                f"| `{m.get('file')}` | {m.get('arch')} / {m.get('encoder')} | {m.get('threshold')} | "
+                f"{m.get('precision')} | `{str(m.get('sha256'))[:16]}…` | `{m.get('command')}` |"
+            )
+        lines.append("")
     if extra.get("train_seconds"):
         lines += [f"Training time: {extra['train_seconds']:.0f} s on 2 CPU cores.", ""]
     if extra.get("metrics"):
