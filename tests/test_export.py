@@ -370,21 +370,28 @@ def test_bad_model_files_give_clear_errors(tmp_path: Path) -> None:
         load_predictor(junk_pt)
 
 
-def test_cli_fp16_weights_halve_the_file_and_keep_predictions(exported: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("quantize", "precision", "max_size", "atol"),
+    [("fp16", "fp16-weights", 0.7, 2e-3), ("int8-weights", "int8-weights", 0.5, 2e-2)],
+)
+def test_cli_reduced_weights_shrink_the_file_and_keep_predictions(
+    exported: Path, tmp_path: Path, quantize: str, precision: str, max_size: float, atol: float
+) -> None:
+    """Weights stored as float16 or int8 (per output channel), computed in float32."""
     fp32 = tmp_path / "m.onnx"
-    half = tmp_path / "m.fp16.onnx"
+    small = tmp_path / f"m.{quantize}.onnx"
     assert runner.invoke(app, ["export", str(exported), "--out", str(fp32)]).exit_code == 0
-    report = tmp_path / "fp16.json"
+    report = tmp_path / "reduced.json"
     result = runner.invoke(
-        app, ["export", str(exported), "--quantize", "fp16", "--out", str(half), "--json", str(report)]
+        app, ["export", str(exported), "--quantize", quantize, "--out", str(small), "--json", str(report)]
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(report.read_text())
-    assert figures["precision"] == "fp16-weights" and figures["int8"]["label"] == "fp16"
-    assert half.stat().st_size < 0.7 * fp32.stat().st_size
+    assert figures["precision"] == precision and figures["int8"]["label"] == quantize
+    assert small.stat().st_size < max_size * fp32.stat().st_size
     batch = _images(4)
     np.testing.assert_allclose(
-        OnnxPredictor(half).crack_probability(batch), OnnxPredictor(fp32).crack_probability(batch), atol=2e-3
+        OnnxPredictor(small).crack_probability(batch), OnnxPredictor(fp32).crack_probability(batch), atol=atol
     )
 
 
@@ -411,20 +418,3 @@ def test_int8_quantisation_leaves_no_scratch_files_in_the_working_folder(
     quant = OnnxPredictor(work / "m.int8.onnx").metadata.extra["quantization"]
     assert quant["ops"] == ["Conv", "Add", "Gemm", "MatMul"]
 
-
-def test_cli_int8_weights_store_a_quarter_and_keep_predictions(exported: Path, tmp_path: Path) -> None:
-    fp32 = tmp_path / "m.onnx"
-    small = tmp_path / "m.int8w.onnx"
-    assert runner.invoke(app, ["export", str(exported), "--out", str(fp32)]).exit_code == 0
-    report = tmp_path / "int8w.json"
-    result = runner.invoke(
-        app, ["export", str(exported), "--quantize", "int8-weights", "--out", str(small), "--json", str(report)]
-    )
-    assert result.exit_code == 0, result.output
-    figures = json.loads(report.read_text())
-    assert figures["precision"] == "int8-weights" and figures["int8"]["method"] == "int8-weights"
-    assert small.stat().st_size < 0.5 * fp32.stat().st_size
-    batch = _images(4)
-    np.testing.assert_allclose(
-        OnnxPredictor(small).crack_probability(batch), OnnxPredictor(fp32).crack_probability(batch), atol=2e-2
-    )

@@ -1,4 +1,4 @@
-"""Segmenters merged into one ONNX file (``crackscan export A+B``) and int8-stored weights, on tiny models built here."""
+"""Segmenters merged into one ONNX file (``crackscan export A+B``) and int8-stored weights, on tiny models."""
 
 from __future__ import annotations
 

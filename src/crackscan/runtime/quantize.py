@@ -222,15 +222,7 @@ def store_fp16_weights(src: str | Path, dst: str | Path, *, min_elements: int = 
         **meta.extra,
         "quantization": {"method": "fp16-weights", "converted_initializers": converted, "compute": "float32"},
     }
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = meta.to_json()
-    onnx.checker.check_model(proto)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dst = dst.with_name(dst.name + ".tmp")
-    onnx.save(proto, str(tmp_dst))
-    tmp_dst.replace(dst)
+    _write(proto, meta, dst)
     return dst
 
 
