@@ -417,4 +417,3 @@ def test_int8_quantisation_leaves_no_scratch_files_in_the_working_folder(
     # Concat/Resize stay float (one shared scale over a skip concatenation costs accuracy).
     quant = OnnxPredictor(work / "m.int8.onnx").metadata.extra["quantization"]
     assert quant["ops"] == ["Conv", "Add", "Gemm", "MatMul"]
-
