@@ -159,3 +159,19 @@ def test_int8_weight_files_can_be_fine_tuned_but_merged_files_cannot(pair: tuple
     assert runner.invoke(app, ["export", f"{a}+{b}", "--out", str(merged)]).exit_code == 0
     with pytest.raises(PretrainedWeightsError, match="merged into one file"):
         load_onnx_weights(create_segmenter("unet", "mobilenetv2_035", 1, decoder_channels=UNET_CHANNELS), merged, [x])
+
+
+def test_train_segment_refuses_a_merged_file_as_weights(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    from crackscan.data.synth import generate_dataset
+
+    a, b = pair
+    merged = tmp_path / "both.onnx"
+    assert runner.invoke(app, ["export", f"{a}+{b}", "--out", str(merged)]).exit_code == 0
+    data = tmp_path / "data"
+    generate_dataset(data, task="segment", n=8, size=64)
+    result = runner.invoke(
+        app, ["train", "segment", str(data), "--out", str(tmp_path / "run"), "--weights", str(merged), "--epochs", "1"]
+    )
+    assert result.exit_code != 0
+    assert "several models merged into one file" in " ".join(result.output.split())
+    assert a.name in result.output and not (tmp_path / "run" / "model.pt").exists()

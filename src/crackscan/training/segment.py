@@ -864,6 +864,11 @@ def _check_onnx_architecture(cfg: SegmentConfig, model_file: Path) -> None:
     meta = onnx_model_metadata(model_file)
     if meta.task != "segment":
         raise TrainingDataError(f"--weights {model_file}: a {meta.task} model, not a segmenter")
+    if meta.extra.get("ensemble"):  # no one architecture rebuilds it
+        files = ", ".join(str(m.get("file")) for m in meta.extra["ensemble"])
+        raise TrainingDataError(
+            f"--weights {model_file}: several models merged into one file; fine-tune one of them ({files})"
+        )
     recorded = {
         "--arch": (meta.arch, canonical_arch(cfg.arch)),
         "--classes": (len(meta.class_names) if len(meta.class_names) > 2 else 1, cfg.classes),
