@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -63,23 +62,6 @@ def onnx_model_metadata(path: str | Path) -> ModelMetadata:
     return ModelMetadata.from_json(props[METADATA_KEY])
 
 
-def _dequantize(node: Any, tensors: dict[str, np.ndarray]) -> np.ndarray:
-    """``DequantizeLinear`` of a stored tensor: (q − zero point) · scale, per slice along ``axis``."""
-    from onnx import helper
-
-    q = tensors[node.input[0]].astype(np.float32)
-    scale = tensors[node.input[1]].astype(np.float32)
-    inputs = node.input
-    zero = tensors[inputs[2]].astype(np.float32) if len(inputs) > 2 and inputs[2] else np.zeros_like(scale)
-    if scale.ndim == 1 and scale.size > 1:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        axis = int(attrs.get("axis", 1)) % q.ndim
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return (q - zero) * scale
-
-
 def _onnx_layer_params(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(op, weight, bias) of every Conv and Gemm node of the graph, in node order, as float32 in torch's layout."""
     import onnx
@@ -92,8 +74,8 @@ def _onnx_layer_params(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | N
     for node in proto.graph.node:
         if node.op_type in ("Cast", "Identity") and node.input[0] in tensors:
             tensors[node.output[0]] = tensors[node.input[0]]
-        elif node.op_type == "DequantizeLinear" and node.input[0] in tensors:  # int8-weights exports
-            tensors[node.output[0]] = _dequantize(node, tensors)
+        elif node.op_type == "Mul" and all(name in tensors for name in node.input):  # int8-weights: int8 · scale
+            tensors[node.output[0]] = tensors[node.input[0]].astype(np.float32) * tensors[node.input[1]]
         elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             tensors[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     params = []
