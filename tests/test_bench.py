@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -66,3 +67,14 @@ def test_bench_rejects_wrong_task_and_bad_n(tmp_path: Path) -> None:
         bench.run_bench(task="segment", model=str(model), n=2)
     result = runner.invoke(app, ["bench", "--task", "detect"])
     assert result.exit_code == 1 and "--task" in result.output
+
+
+def test_bench_does_not_quantise_a_model_whose_weights_are_already_reduced(tmp_path: Path) -> None:
+    from crackscan.bench import _fill_missing
+    from crackscan.runtime.predictor import resolve_model_path
+
+    models = {"torch": None, "fp32": resolve_model_path("crack-seg"), "int8": None}  # fp16-stored weights
+    notes: list[str] = []
+    _fill_missing(models, tmp_path, np.zeros((1, 64, 64, 3), np.uint8), notes)
+    assert models["int8"] is None and not (tmp_path / "export").exists()
+    assert notes == ["onnx int8: skipped (precision fp16-weights: static INT8 starts from an fp32 export)"]

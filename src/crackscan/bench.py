@@ -259,7 +259,10 @@ def _fill_missing(models: dict[str, Path | None], scratch: Path, calibration: np
         export_onnx(loaded.model, loaded.metadata, out)
         models["fp32"] = out
         notes.append("onnx fp32: exported from model.pt for this run")
-    if models["int8"] is None and models["fp32"] is not None:
+    stored = OnnxPredictor(models["fp32"]).metadata.precision if models["fp32"] is not None else "fp32"
+    if models["int8"] is None and stored != "fp32":  # fp16- or int8-stored weights: the fp32 original is not here
+        notes.append(f"onnx int8: skipped (precision {stored}: static INT8 starts from an fp32 export)")
+    elif models["int8"] is None and models["fp32"] is not None:
         try:
             from crackscan.runtime.export import INT8_METHOD
             from crackscan.runtime.quantize import quantize_int8
