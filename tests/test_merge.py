@@ -22,7 +22,14 @@ UNET_CHANNELS = [32, 24, 16, 16, 8]
 
 
 def _exported_segmenter(
-    folder: Path, arch: str, *, classes: int = 1, seed: int = 0, mean: float = 0.5, threshold: float = 0.5
+    folder: Path,
+    arch: str,
+    *,
+    classes: int = 1,
+    seed: int = 0,
+    mean: float = 0.5,
+    threshold: float = 0.5,
+    opset: int = 17,
 ) -> Path:
     """A random mobilenetv2_035 segmenter, exported to fp32 ONNX with crackscan's metadata."""
     from crackscan.models.segmenters import create_segmenter
@@ -51,7 +58,7 @@ def _exported_segmenter(
     pt = folder / f"{arch}-{classes}-{seed}" / "model.pt"
     pt.parent.mkdir(parents=True)
     torch.save({"state_dict": model.state_dict(), "metadata": json.loads(meta.to_json())}, pt)
-    return export_model(pt).path
+    return export_model(pt, opset=opset).path
 
 
 def _images(n: int, size: int = 64) -> np.ndarray:
@@ -134,9 +141,12 @@ def test_merging_refuses_what_cannot_be_one_model(pair: tuple[Path, Path], tmp_p
     classes = _exported_segmenter(tmp_path, "fpn", classes=3, seed=5)
     mixed = runner.invoke(app, ["export", f"{a}+{classes}", "--out", str(tmp_path / "c.onnx")])
     assert mixed.exit_code != 0 and "classes" in mixed.output
+    older = _exported_segmenter(tmp_path, "fpn", seed=6, opset=16)
+    opsets = runner.invoke(app, ["export", f"{a}+{older}", "--out", str(tmp_path / "o.onnx")])
+    assert opsets.exit_code != 0 and "opsets ([16, 17])" in opsets.output
     missing = runner.invoke(app, ["export", f"{a}+{tmp_path / 'nope.onnx'}", "--out", str(tmp_path / "m.onnx")])
     assert missing.exit_code != 0 and "nope.onnx" in missing.output
-    assert not any((tmp_path / n).exists() for n in ("q.onnx", "n.onnx", "c.onnx", "m.onnx"))
+    assert not any((tmp_path / n).exists() for n in ("q.onnx", "n.onnx", "c.onnx", "o.onnx", "m.onnx"))
 
 
 def test_int8_weight_files_can_be_fine_tuned_but_merged_files_cannot(pair: tuple[Path, Path], tmp_path: Path) -> None:

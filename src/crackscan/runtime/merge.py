@@ -104,9 +104,14 @@ def merge_segmenters(paths: Sequence[str | Path], dst: str | Path) -> ModelMetad
     files = [p.path for p in predictors]
     _check_members(files, metas)
     protos = [onnx.load(str(f)) for f in files]
-    opset = max(next(o.version for o in p.opset_import if o.domain in ("", "ai.onnx")) for p in protos)
-    if len({p.ir_version for p in protos}) != 1:
-        raise MergeError("the members were written with different ONNX IR versions; export them again alike")
+    opsets = {next(o.version for o in p.opset_import if o.domain in ("", "ai.onnx")) for p in protos}
+    if len(opsets) != 1 or len({p.ir_version for p in protos}) != 1:
+        # an op's meaning may change between opsets (Resize, Clip …): one graph takes one opset
+        raise MergeError(
+            f"the members were exported with different ONNX opsets ({sorted(opsets)}) or IR versions; "
+            "export them again with the same --opset"
+        )
+    opset = opsets.pop()
     members = [_member_graph(p, f"m{i}_") for i, p in enumerate(protos)]
 
     # dynamic in batch and size, as every crackscan export is
