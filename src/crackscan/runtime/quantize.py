@@ -182,6 +182,23 @@ def quantize_int8(
     return dst
 
 
+def _stored_as_fp16(value: np.ndarray, name: str) -> tuple[Any, Any]:
+    """A float16 initializer for ``value`` and the ``Cast`` that gives the graph ``name`` back in float32."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    half = numpy_helper.from_array(value.astype(np.float16), name + "__fp16")
+    return half, helper.make_node("Cast", [half.name], [name], to=TensorProto.FLOAT)
+
+
+def _replace_initializers(graph: Any, initializers: list[Any], prologue: list[Any]) -> None:
+    """Swap in the stored ``initializers``; the ``prologue`` nodes that rebuild the weights run first."""
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(prologue + nodes)  # weights first: the graph stays topologically sorted
+
+
 def store_fp16_weights(src: str | Path, dst: str | Path, *, min_elements: int = 1024) -> Path:
     """Write a copy of the fp32 model ``src`` whose large weights are stored as float16.
 
@@ -193,30 +210,25 @@ def store_fp16_weights(src: str | Path, dst: str | Path, *, min_elements: int = 
     accuracy like INT8's.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     src, dst = Path(src), Path(dst)
     proto = onnx.load(str(src))
     meta = _read_metadata(proto)
     if meta.precision != "fp32":
         raise QuantizationError(f"{src}: already reduced ({meta.precision}); start from the fp32 model")
-    graph = proto.graph
     casts = []
     kept = []
     converted = 0
-    for init in graph.initializer:
+    for init in proto.graph.initializer:
         if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= min_elements:
-            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+            half, cast = _stored_as_fp16(numpy_helper.to_array(init), init.name)
             kept.append(half)
-            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+            casts.append(cast)
             converted += 1
         else:
             kept.append(init)
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(casts + nodes)  # casts first: the graph stays topologically sorted
+    _replace_initializers(proto.graph, kept, casts)
     meta.precision = "fp16-weights"
     meta.extra = {
         **meta.extra,
@@ -301,14 +313,11 @@ def store_int8_weights(src: str | Path, dst: str | Path, *, min_elements: int = 
             ]
             n_int8 += 1
         else:
-            kept.append(numpy_helper.from_array(w.astype(np.float16), init.name + "__fp16"))
-            prologue.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT))
+            half, cast = _stored_as_fp16(w, init.name)
+            kept.append(half)
+            prologue.append(cast)
             n_half += 1
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(prologue + nodes)  # weights first: the graph stays topologically sorted
+    _replace_initializers(graph, kept, prologue)
     meta.precision = "int8-weights"
     meta.extra = {
         **meta.extra,
