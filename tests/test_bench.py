@@ -78,3 +78,14 @@ def test_bench_does_not_quantise_a_model_whose_weights_are_already_reduced(tmp_p
     _fill_missing(models, tmp_path, np.zeros((1, 64, 64, 3), np.uint8), notes)
     assert models["int8"] is None and not (tmp_path / "export").exists()
     assert notes == ["onnx int8: skipped (precision fp16-weights: static INT8 starts from an fp32 export)"]
+
+
+def test_bench_times_an_ensemble_spec_as_one_merged_graph(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    report = bench.run_bench(task="segment", model="crack-seg+crack-seg-unet", n=2, images=None)
+    assert report["arch"] == "fpn+unet"
+    assert report["results"]["onnx_fp32"]["images_per_s"] > 0
+    assert report["results"]["torch_eager"] is None  # no model.pt behind a merged graph
+    assert any("merged into one graph" in note for note in report["notes"])
+    with pytest.raises(bench.BenchError, match="crack-cls"):
+        bench.run_bench(task="segment", model="crack-seg+crack-cls", n=2)

@@ -218,6 +218,29 @@ def _fresh_model(task: str, folder: Path) -> Path:
     return path
 
 
+def _merged(spec: str, dst: Path, notes: list[str]) -> Path:
+    """``A+B``: the members merged into one graph, the file ``crackscan export A+B --out F`` writes.
+
+    Timing the merged graph rather than the load-time ensemble: it is what one ships, and one
+    ONNX Runtime session runs both members without a Python loop between them.
+    """
+    from crackscan.runtime.ensemble import split_spec
+    from crackscan.runtime.predictor import resolve_model_path
+
+    try:
+        from crackscan.runtime.merge import MergeError, merge_segmenters
+    except ImportError as exc:
+        raise BenchError(
+            f'timing an ensemble merges it with onnx ({exc.name or exc}): pip install "crackscan[train]"'
+        ) from None
+    try:
+        merge_segmenters([resolve_model_path(part) for part in split_spec(spec)], dst)
+    except (MergeError, ModelLoadError) as exc:
+        raise BenchError(str(exc)) from None
+    notes.append("model: the members merged into one graph for this run (as `crackscan export A+B --out F` writes)")
+    return dst
+
+
 def resolve_models(model: str | None, task: str, scratch: Path, notes: list[str]) -> dict[str, Path | None]:
     """The files to compare: ``torch`` (model.pt), ``fp32`` (.onnx) and ``int8`` (.onnx), any may be None."""
     from crackscan.runtime.predictor import resolve_model_path
@@ -229,6 +252,10 @@ def resolve_models(model: str | None, task: str, scratch: Path, notes: list[str]
         pt = _fresh_model(task, scratch / "fresh")
         notes.append("model: an untrained default architecture (random weights; speed only)")
         return {"torch": pt, "fp32": None, "int8": None}
+    from crackscan.runtime.ensemble import is_ensemble_spec
+
+    if is_ensemble_spec(model):
+        return {"torch": None, "fp32": _merged(model, scratch / "ensemble" / "model.onnx", notes), "int8": None}
     path = Path(model)
     if path.is_dir():
         pt = path / "model.pt"

@@ -25,7 +25,10 @@ def bench(
     model: str | None = typer.Option(
         None,
         "--model",
-        help="Run folder, model.pt, .onnx or bundled name (default: an untrained default architecture, speed only).",
+        help=(
+            "Run folder, model.pt, .onnx or bundled name; segmenters joined by '+' are merged into one graph "
+            "and timed as that (default: an untrained default architecture, speed only)."
+        ),
     ),
     images: Path | None = typer.Option(None, "--images", help="Folder of images (default: synthetic ones made now)."),
     n: int | None = typer.Option(None, "--n", min=1, help="Images per backend (default 1000 classify, 20 segment)."),
