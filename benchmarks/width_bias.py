@@ -71,7 +71,9 @@ def main() -> None:
         f"model {args.model}, {args.set} test, threshold {predictor.metadata.threshold:.2f}, min area {args.min_area}"
     )
     by = 0 if args.group_by == "annotated" else 1
-    print(f"| {args.group_by} mean width | images | annotated px | predicted px | bias px | bias % |")
+    # bias % is the mean of the per-image relative errors, not (mean predicted / mean annotated − 1):
+    # each photo counts once, as an inspector reads one photo's widths at a time
+    print(f"| {args.group_by} mean width | images | annotated px | predicted px | bias px | bias % (per-image mean) |")
     print("|---|---|---|---|---|---|")
     for lo, hi in BANDS:
         sel = (arr[:, by] >= lo) & (arr[:, by] < hi)
