@@ -80,7 +80,7 @@ def test_bench_does_not_quantise_a_model_whose_weights_are_already_reduced(tmp_p
     assert notes == ["onnx int8: skipped (precision fp16-weights: static INT8 starts from an fp32 export)"]
 
 
-def test_bench_times_an_ensemble_spec_as_one_merged_graph(tmp_path: Path) -> None:
+def test_bench_times_an_ensemble_spec_as_one_merged_graph() -> None:
     pytest.importorskip("onnx")
     report = bench.run_bench(task="segment", model="crack-seg+crack-seg-unet", n=2, images=None)
     assert report["arch"] == "fpn+unet"

@@ -322,8 +322,9 @@ def run_bench(
     """Measure every backend available for ``model`` on the same images; return the report.
 
     ``model``: a run folder, ``model.pt``, ``.onnx`` or bundled name, or segmenters joined by
-    ``+`` (merged into one graph first); ``None`` builds an untrained default model (needs torch). Missing siblings are made on the fly: the fp32
-    ONNX file from ``model.pt`` and the INT8 file by quantising the fp32 one. ``images``:
+    ``+`` (merged into one graph first); ``None`` builds an untrained default model (needs
+    torch). Missing siblings are made on the fly: the fp32 ONNX file from ``model.pt`` and
+    the INT8 file by quantising the fp32 one. ``images``:
     a folder (default: synthetic images made now). Report keys: ``machine``, ``task``,
     ``model``, ``images``, ``n``, ``results`` (``torch_eager``, ``onnx_fp32``, ``onnx_int8``,
     ``seeds_baseline``; each ``None`` when skipped), ``ratios``, ``notes``.
